@@ -1,0 +1,89 @@
+"""When to retry: QStash's default backoff and the destination's retry-after headers."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from broker.durations import parse_go_duration
+
+__all__ = [
+    "MAX_BACKOFF_SECONDS",
+    "RETRY_AFTER_HEADERS",
+    "default_backoff_seconds",
+    "retry_after_seconds",
+]
+
+MAX_BACKOFF_SECONDS = 86400
+
+# Checked in this order; the first one present with a usable value wins.
+RETRY_AFTER_HEADERS = (
+    "retry-after",
+    "x-ratelimit-reset",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-reset-tokens",
+)
+
+_BACKOFF_RATE = 2.5
+# Beyond this exponent e^x exceeds the cap, so math.exp is never asked for a
+# value that would overflow (it raises at n ~ 284).
+_CAP_EXPONENT = math.log(MAX_BACKOFF_SECONDS)
+
+_DECIMAL_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def default_backoff_seconds(retry_number: int) -> float:
+    """QStash's default delay before retry `retry_number` (1-based): min(86400, e^(2.5n)).
+
+    Values below 1 are treated as 0, giving a 1 second delay, rather than raising
+    inside a delivery task.
+    """
+    exponent = _BACKOFF_RATE * max(retry_number, 0)
+    if exponent >= _CAP_EXPONENT:
+        return float(MAX_BACKOFF_SECONDS)
+    return min(float(MAX_BACKOFF_SECONDS), math.exp(exponent))
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds to wait as requested by a failed response's retry-after headers.
+
+    Returns None when no header is usable or the requested wait exceeds one
+    day; the caller then falls back to its normal backoff.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    for name in RETRY_AFTER_HEADERS:
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        seconds = _parse_retry_after(raw.strip(), now)
+        if seconds is None:
+            continue
+        # QStash ignores over-long waits instead of honouring or capping them;
+        # X-RateLimit-Reset as a unix timestamp lands here too.
+        if seconds > MAX_BACKOFF_SECONDS:
+            return None
+        return seconds
+    return None
+
+
+def _parse_retry_after(value: str, now: datetime) -> float | None:
+    if _DECIMAL_SECONDS.fullmatch(value):
+        return float(value)
+
+    duration = parse_go_duration(value)
+    if duration is not None:
+        return duration if duration >= 0 else None
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # "-0000" dates come back naive; HTTP dates are always UTC.
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    return max((when - now).total_seconds(), 0.0)

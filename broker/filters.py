@@ -1,0 +1,128 @@
+"""The shared filter language of logs, bulk cancel and the DLQ (reference 2.5, 2.9, 2.10).
+
+A filter may repeat its key (``label=a&label=b``) or list values with commas
+(``label=a,b``): values of one filter are ORed, different filters ANDed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from django.db.models import Q
+from django.http import QueryDict
+
+from broker.errors import ApplicationError
+
+# Wire name -> how it applies to a Message (prefix "message__" when filtering logs).
+MESSAGE_FILTERS = {
+    "messageId",
+    "messageIds",
+    "url",
+    "host",
+    "path",
+    "topicName",
+    "endpointName",
+    "queueName",
+    "scheduleId",
+    "label",
+    "flowControlKey",
+    "callerIp",
+    "callerIP",
+    "fromDate",
+    "toDate",
+}
+
+
+def values(query: QueryDict | dict[str, list[str]], key: str) -> list[str]:
+    raw = query.getlist(key) if isinstance(query, QueryDict) else query.get(key, [])
+    out: list[str] = []
+    for item in raw:
+        if isinstance(item, list):
+            out += [str(v) for v in item]
+        else:
+            out += [v.strip() for v in str(item).split(",") if v.strip()]
+    return out
+
+
+def _any(qs: Iterable[Q]) -> Q:
+    result = Q()
+    for q in qs:
+        result |= q
+    return result
+
+
+def millis(value: str, *, name: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ApplicationError(f"invalid {name}: {value!r} is not a unix time in milliseconds") from None
+
+
+def message_q(
+    query: QueryDict | dict[str, list[str]], *, prefix: str = "", date_field: str = "created_at"
+) -> Q:
+    """The Message conditions named by ``query`` (``prefix`` "message__" from a log row)."""
+    q = Q()
+    f = prefix
+    if ids := values(query, "messageIds") + values(query, "messageId"):
+        q &= Q(**{f"{f}message_id__in": ids})
+    if urls := values(query, "url"):
+        q &= Q(**{f"{f}url__in": urls})
+    if hosts := values(query, "host"):
+        q &= _any(
+            Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts
+        )
+    if paths := values(query, "path"):
+        q &= _any(
+            Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths
+        )
+    for wire, field in (
+        ("topicName", "topic_name"),
+        ("endpointName", "endpoint_name"),
+        ("queueName", "queue_name"),
+        ("scheduleId", "schedule_id"),
+        ("flowControlKey", "flow_control_key"),
+    ):
+        if vals := values(query, wire):
+            q &= Q(**{f"{f}{field}__in": vals})
+    if ips := values(query, "callerIp") + values(query, "callerIP"):
+        q &= Q(**{f"{f}caller_ip__in": ips})
+    if labels := values(query, "label"):
+        q &= _any(Q(**{f"{f}labels__contains": f",{label},"}) for label in labels)
+    if (start := values(query, "fromDate")) and start[0] != "0":
+        q &= Q(**{f"{date_field}__gte": millis(start[0], name="fromDate")})
+    if (end := values(query, "toDate")) and end[0] != "0":
+        q &= Q(**{f"{date_field}__lte": millis(end[0], name="toDate")})
+    return q
+
+
+def page_count(query: QueryDict, *, default: int, maximum: int) -> int:
+    raw = query.get("count")
+    if raw in (None, ""):
+        return default
+    try:
+        count = int(raw)
+    except ValueError:
+        raise ApplicationError(f"invalid count: {raw!r} is not an integer") from None
+    if count < 1:
+        raise ApplicationError("invalid count: must be at least 1")
+    return min(count, maximum)
+
+
+def page_cursor(query: QueryDict) -> int | None:
+    raw = query.get("cursor")
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw.split("-")[-1])
+    except ValueError:
+        raise ApplicationError(f"invalid cursor: {raw!r}") from None
+
+
+def page_order(query: QueryDict, *, default: str) -> str:
+    order = query.get("order") or default
+    if order not in ("earliestFirst", "latestFirst"):
+        raise ApplicationError(f"invalid order: {order!r}, use earliestFirst or latestFirst")
+    return order

@@ -1,0 +1,49 @@
+"""The clock process: once a second, hint due work; once a minute, prune.
+
+Safe to run in several copies: the sweep only sends hints and every claim
+uses SKIP LOCKED; the prune deletes by age.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Run the clock: sweep for due messages every second and prune old rows."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--interval", type=float, default=1.0)
+        parser.add_argument("--prune-every", type=float, default=60.0)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from broker.services.maintenance import delivery_sweep, rows_prune
+
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        interval, prune_every = options["interval"], options["prune_every"]
+        last_prune = 0.0
+        logger.info("clock started: sweep every %ss", interval)
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                close_old_connections()
+                delivery_sweep()
+                if started - last_prune >= prune_every:
+                    rows_prune()
+                    last_prune = started
+            except Exception:
+                # A database or broker outage must not kill the clock; it retries next tick.
+                logger.exception("clock tick failed")
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        logger.info("clock stopped")

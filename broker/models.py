@@ -1,0 +1,161 @@
+"""The store. PostgreSQL is the only source of truth for every message."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from broker.ids import new_message_id
+
+
+class Message(models.Model):
+    """One message to one destination, with everything needed to deliver it.
+
+    ``due_at`` drives the pipeline: a row whose ``due_at`` has passed and whose
+    state is CREATED, RETRY or ACTIVE can be claimed. While ACTIVE it holds the
+    lease expiry, so a row claimed by a worker that died becomes claimable again
+    by itself. A finished row has no ``due_at``.
+    """
+
+    class State(models.TextChoices):
+        CREATED = "CREATED"
+        ACTIVE = "ACTIVE"
+        RETRY = "RETRY"
+        DELIVERED = "DELIVERED"
+        FAILED = "FAILED"
+        CANCELED = "CANCELED"
+
+    PENDING_STATES = (State.CREATED, State.ACTIVE, State.RETRY)
+
+    message_id = models.CharField(max_length=40, unique=True, default=new_message_id)
+    url = models.TextField()
+    method = models.CharField(max_length=10, default="POST")
+    # Headers sent to the destination, already unprefixed: {"Name": ["value", ...]}.
+    header = models.JSONField(default=dict)
+    body = models.BinaryField(default=b"")
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
+    due_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
+    retried = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=3)
+    retry_delay_expression = models.TextField(blank=True, default="")
+    timeout_seconds = models.PositiveIntegerField(default=30)
+
+    not_before = models.DateTimeField()
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    callback = models.TextField(blank=True, default="")
+    callback_header = models.JSONField(default=dict, blank=True)
+    # {"method", "timeout", "retries", "retryDelay"} for the callback message.
+    callback_settings = models.JSONField(default=dict, blank=True)
+    failure_callback = models.TextField(blank=True, default="")
+    failure_callback_header = models.JSONField(default=dict, blank=True)
+    failure_callback_settings = models.JSONField(default=dict, blank=True)
+
+    # ",a,b,": delimited so that a label filter is a portable "contains ,a,".
+    labels = models.TextField(blank=True, default="")
+    redact_fields = models.JSONField(default=list, blank=True)
+    caller_ip = models.CharField(max_length=64, blank=True, default="")
+    deduplication_id = models.CharField(max_length=400, blank=True, default="")
+
+    topic_name = models.CharField(max_length=200, blank=True, default="")
+    endpoint_name = models.CharField(max_length=200, blank=True, default="")
+    queue_name = models.CharField(max_length=200, blank=True, default="")
+    schedule_id = models.CharField(max_length=200, blank=True, default="")
+
+    flow_control_key = models.CharField(max_length=200, blank=True, default="")
+    flow_control_parallelism = models.PositiveIntegerField(null=True, blank=True)
+    flow_control_rate = models.PositiveIntegerField(null=True, blank=True)
+    flow_control_period = models.PositiveIntegerField(null=True, blank=True)
+
+    # The last attempt's outcome, kept for the API, the console and the DLQ.
+    last_response_status = models.PositiveIntegerField(null=True, blank=True)
+    last_response_header = models.JSONField(null=True, blank=True)
+    last_response_body = models.BinaryField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # The claim: "state IN (pending) AND due_at <= now() ORDER BY due_at".
+            models.Index(
+                fields=["due_at"],
+                name="message_due_idx",
+                condition=models.Q(due_at__isnull=False),
+            ),
+            # Bulk cancel and the console list by creation time.
+            models.Index(fields=["created_at"], name="message_created_idx"),
+            # Retention prune: "finished_at < cutoff".
+            models.Index(
+                fields=["finished_at"],
+                name="message_finished_idx",
+                condition=models.Q(finished_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_id
+
+    @property
+    def label_list(self) -> list[str]:
+        return [label for label in self.labels.split(",") if label]
+
+    @staticmethod
+    def join_labels(labels: list[str]) -> str:
+        return f",{','.join(labels)}," if labels else ""
+
+
+class LogEntry(models.Model):
+    """One state change of one message. Append-only; nothing reads it to decide."""
+
+    class State(models.TextChoices):
+        CREATED = "CREATED"
+        ACTIVE = "ACTIVE"
+        RETRY = "RETRY"
+        ERROR = "ERROR"
+        DELIVERED = "DELIVERED"
+        FAILED = "FAILED"
+        CANCEL_REQUESTED = "CANCEL_REQUESTED"
+        CANCELED = "CANCELED"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="logs")
+    state = models.CharField(max_length=20, choices=State.choices)
+    time = models.DateTimeField()
+    error = models.TextField(blank=True, default="")
+    next_delivery_time = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveIntegerField(null=True, blank=True)
+    response_header = models.JSONField(null=True, blank=True)
+    response_body = models.BinaryField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # /v2/events pages by id; the time filter and the prune use this one.
+            models.Index(fields=["time"], name="log_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} {self.state}"
+
+
+class Deduplication(models.Model):
+    """A deduplication id seen inside the window, and the message it produced."""
+
+    key = models.CharField(max_length=600, unique=True)
+    message = models.ForeignKey(Message, on_delete=models.CASCADE)
+    expires_at = models.DateTimeField(db_index=True)
+
+
+class Credentials(models.Model):
+    """The API token and signing keys generated on first use (singleton row)."""
+
+    token = models.CharField(max_length=200)
+    current_signing_key = models.CharField(max_length=200)
+    next_signing_key = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "credentials"
+
+    def __str__(self) -> str:
+        return "credentials"

@@ -1,0 +1,302 @@
+"""``Upstash-*`` request headers (or their query-parameter form) to delivery options.
+
+Pure: no database, no Django settings. The caller passes the limits in force.
+Every error is an ``ApplicationError`` whose message names the header at fault.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from broker.durations import DurationError, parse_duration
+from broker.errors import ApplicationError
+from broker.retry_delay import RetryDelay, RetryDelayError
+from broker.urls_check import validate_http_url
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+# Headers never forwarded by Upstash-Header-Forward: the caller's credentials,
+# hop-by-hop headers and what the delivery sets itself.
+NOT_FORWARDED = {
+    "authorization",
+    "host",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "proxy-authorization",
+    "accept-encoding",
+    "user-agent",
+}
+
+CALLBACK_SETTINGS = ("method", "timeout", "retries", "retry-delay")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_retries: int = 20
+    default_retries: int = 3
+    max_delay_seconds: int = 365 * 86400
+    max_timeout_seconds: int = 900
+    default_timeout_seconds: int = 30
+
+
+@dataclass
+class FlowControl:
+    key: str = ""
+    parallelism: int | None = None
+    rate: int | None = None
+    period: int | None = None
+
+
+@dataclass
+class PublishOptions:
+    method: str = "POST"
+    header: dict[str, list[str]] = field(default_factory=dict)
+    not_before: datetime | None = None
+    retries: int = 3
+    retry_delay_expression: str = ""
+    timeout_seconds: int = 30
+    callback: str = ""
+    callback_header: dict[str, list[str]] = field(default_factory=dict)
+    callback_settings: dict[str, str | int] = field(default_factory=dict)
+    failure_callback: str = ""
+    failure_callback_header: dict[str, list[str]] = field(default_factory=dict)
+    failure_callback_settings: dict[str, str | int] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    redact_fields: list[str] = field(default_factory=list)
+    deduplication_id: str = ""
+    content_based_deduplication: bool = False
+    flow_control: FlowControl = field(default_factory=FlowControl)
+
+    def deduplication_key(self, *, destination: str, body: bytes) -> str:
+        """The key two publishes share when they are duplicates, or "" when not deduplicated."""
+        if self.deduplication_id:
+            return "id:" + self.deduplication_id
+        if not self.content_based_deduplication:
+            return ""
+        digest = hashlib.sha256()
+        digest.update(destination.encode())
+        digest.update(b"\0")
+        digest.update(body)
+        for name in sorted(self.header):
+            for value in self.header[name]:
+                digest.update(f"\0{name.lower()}:{value}".encode())
+        return "content:" + digest.hexdigest()
+
+
+class _Headers:
+    """Case-insensitive view over request headers plus ``upstash-*`` query parameters."""
+
+    def __init__(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
+        self.items: list[tuple[str, str]] = [(k, v) for k, v in headers.items()]
+        self.lower: dict[str, str] = {k.lower(): v for k, v in headers.items()}
+        for name, value in query.items():
+            if name.lower().startswith("upstash-"):
+                self.lower.setdefault(name.lower(), value)
+                self.items.append((name, value))
+
+    def get(self, name: str) -> str | None:
+        value = self.lower.get(name.lower())
+        return None if value is None else value.strip()
+
+
+def _prefixed(items: Iterable[tuple[str, str]], prefix: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    plen = len(prefix)
+    for name, value in items:
+        if name.lower().startswith(prefix) and len(name) > plen:
+            out.setdefault(name[plen:], []).append(value)
+    return out
+
+
+def _int(value: str, *, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApplicationError(f"invalid {name}: {value!r} is not an integer") from None
+    if not low <= number <= high:
+        raise ApplicationError(f"invalid {name}: {number} must be between {low} and {high}")
+    return number
+
+
+def _duration(value: str, *, name: str, high: int) -> int:
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        raise ApplicationError(f"invalid {name}: {exc}") from None
+    if seconds > high:
+        raise ApplicationError(f"invalid {name}: {value!r} is longer than the maximum {high}s")
+    return seconds
+
+
+def _retry_delay(value: str, *, name: str) -> str:
+    try:
+        return RetryDelay.parse(value).source
+    except RetryDelayError as exc:
+        raise ApplicationError(f"invalid {name}: {exc}") from None
+
+
+def _method(value: str, *, name: str) -> str:
+    method = value.upper()
+    if method not in METHODS:
+        raise ApplicationError(f"invalid {name}: {value!r}, use one of {', '.join(METHODS)}")
+    return method
+
+
+def _bool(value: str, *, name: str) -> bool:
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0", ""):
+        return False
+    raise ApplicationError(f"invalid {name}: {value!r}, use true or false")
+
+
+def parse_flow_control_value(value: str) -> tuple[int | None, int | None, int | None]:
+    """``parallelism=2, rate=10, period=1m`` to (parallelism, rate, period seconds)."""
+    parts: dict[str, str] = {}
+    for chunk in value.split(","):
+        chunk = chunk.strip()
+        if not chunk:
+            continue
+        key, sep, raw = chunk.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("parallelism", "rate", "period"):
+            raise ApplicationError(
+                f"invalid Upstash-Flow-Control-Value: {chunk!r}, "
+                "use parallelism=<n>, rate=<n>, period=<duration>"
+            )
+        parts[key] = raw.strip()
+    name = "Upstash-Flow-Control-Value"
+    parallelism = _int(parts["parallelism"], name=name, low=1, high=10_000) if "parallelism" in parts else None
+    rate = _int(parts["rate"], name=name, low=1, high=1_000_000) if "rate" in parts else None
+    period = _duration(parts["period"], name=name, high=7 * 86400) if "period" in parts else None
+    if period == 0:
+        raise ApplicationError(f"invalid {name}: period must be at least 1s")
+    return parallelism, rate, period
+
+
+def _redact_fields(value: str) -> list[str]:
+    fields = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if item in ("body", "header", "headers"):
+            fields.append("header" if item == "headers" else item)
+        elif item.startswith(("header[", "headers[")) and item.endswith("]"):
+            fields.append("header[" + item[item.index("[") + 1 : -1] + "]")
+        else:
+            raise ApplicationError(
+                f"invalid Upstash-Redact-Fields: {item!r}, use body, header or header[Name]"
+            )
+    return fields
+
+
+def _callback_settings(h: _Headers, prefix: str, limits: Limits) -> dict[str, str | int]:
+    settings: dict[str, str | int] = {}
+    if h.get(f"{prefix}-Delay"):
+        raise ApplicationError(f"invalid {prefix}-Delay: delayed callbacks are not supported")
+    if (value := h.get(f"{prefix}-Method")) is not None:
+        settings["method"] = _method(value, name=f"{prefix}-Method")
+    if (value := h.get(f"{prefix}-Timeout")) is not None:
+        settings["timeout"] = _duration(
+            value, name=f"{prefix}-Timeout", high=limits.max_timeout_seconds
+        )
+    if (value := h.get(f"{prefix}-Retries")) is not None:
+        settings["retries"] = _int(value, name=f"{prefix}-Retries", low=0, high=limits.max_retries)
+    if (value := h.get(f"{prefix}-Retry-Delay")) is not None:
+        settings["retryDelay"] = _retry_delay(value, name=f"{prefix}-Retry-Delay")
+    return settings
+
+
+def parse_publish_options(
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    *,
+    now: datetime,
+    limits: Limits,
+) -> PublishOptions:
+    """Read every per-message setting of a publish request; raise ApplicationError on bad input."""
+    h = _Headers(headers, query)
+    opts = PublishOptions(retries=limits.default_retries, timeout_seconds=limits.default_timeout_seconds)
+
+    if h.get("Upstash-Header-Forward") and _bool(
+        h.get("Upstash-Header-Forward") or "", name="Upstash-Header-Forward"
+    ):
+        for name, value in headers.items():
+            lname = name.lower()
+            if lname.startswith("upstash-") or lname in NOT_FORWARDED:
+                continue
+            opts.header.setdefault(name, []).append(value)
+    for name, values in _prefixed(h.items, "upstash-forward-").items():
+        opts.header[name] = values
+    content_type = h.get("Content-Type")
+    if content_type:
+        opts.header = {k: v for k, v in opts.header.items() if k.lower() != "content-type"}
+        opts.header["Content-Type"] = [content_type]
+
+    if (value := h.get("Upstash-Method")) is not None:
+        opts.method = _method(value, name="Upstash-Method")
+
+    if (value := h.get("Upstash-Not-Before")) is not None and value != "":
+        seconds = _int(value, name="Upstash-Not-Before", low=0, high=253402300799)
+        opts.not_before = datetime.fromtimestamp(seconds, tz=now.tzinfo)
+        if (opts.not_before - now).total_seconds() > limits.max_delay_seconds:
+            raise ApplicationError(
+                f"invalid Upstash-Not-Before: more than {limits.max_delay_seconds}s ahead"
+            )
+    elif (value := h.get("Upstash-Delay")) is not None and value != "":
+        delay = _duration(value, name="Upstash-Delay", high=limits.max_delay_seconds)
+        opts.not_before = now + timedelta(seconds=delay)
+
+    if (value := h.get("Upstash-Retries")) is not None:
+        opts.retries = _int(value, name="Upstash-Retries", low=0, high=limits.max_retries)
+    if (value := h.get("Upstash-Retry-Delay")) is not None and value != "":
+        opts.retry_delay_expression = _retry_delay(value, name="Upstash-Retry-Delay")
+    if (value := h.get("Upstash-Timeout")) is not None and value != "":
+        opts.timeout_seconds = _duration(
+            value, name="Upstash-Timeout", high=limits.max_timeout_seconds
+        )
+        if opts.timeout_seconds == 0:
+            raise ApplicationError("invalid Upstash-Timeout: must be at least 1s")
+
+    if value := h.get("Upstash-Callback"):
+        opts.callback = validate_http_url(value, field="Upstash-Callback")
+    if value := h.get("Upstash-Failure-Callback"):
+        opts.failure_callback = validate_http_url(value, field="Upstash-Failure-Callback")
+    opts.callback_header = _prefixed(h.items, "upstash-callback-forward-")
+    opts.failure_callback_header = _prefixed(h.items, "upstash-failure-callback-forward-")
+    opts.callback_settings = _callback_settings(h, "Upstash-Callback", limits)
+    opts.failure_callback_settings = _callback_settings(h, "Upstash-Failure-Callback", limits)
+
+    if value := h.get("Upstash-Label"):
+        opts.labels = [label.strip() for label in value.split(",") if label.strip()]
+    if value := h.get("Upstash-Redact-Fields"):
+        opts.redact_fields = _redact_fields(value)
+
+    if value := h.get("Upstash-Deduplication-Id"):
+        if len(value) > 500:
+            raise ApplicationError("invalid Upstash-Deduplication-Id: longer than 500 characters")
+        opts.deduplication_id = value
+    if (value := h.get("Upstash-Content-Based-Deduplication")) is not None:
+        opts.content_based_deduplication = _bool(value, name="Upstash-Content-Based-Deduplication")
+
+    if value := h.get("Upstash-Flow-Control-Key"):
+        opts.flow_control.key = value
+        if fc_value := h.get("Upstash-Flow-Control-Value"):
+            (
+                opts.flow_control.parallelism,
+                opts.flow_control.rate,
+                opts.flow_control.period,
+            ) = parse_flow_control_value(fc_value)
+    elif h.get("Upstash-Flow-Control-Value"):
+        raise ApplicationError(
+            "invalid Upstash-Flow-Control-Value: it needs an Upstash-Flow-Control-Key"
+        )
+    return opts

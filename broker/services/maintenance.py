@@ -1,0 +1,54 @@
+"""The clock's duties: hint due work every second, prune old rows now and then."""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from broker.models import Deduplication, LogEntry, Message
+
+logger = logging.getLogger(__name__)
+
+# Hints sent per sweep at most: enough to keep every worker process busy; a
+# full batch sends its own follow-up (tasks.deliver_messages).
+MAX_HINTS_PER_SWEEP = 8
+
+
+def delivery_sweep() -> int:
+    """Send one id-less delivery hint per due batch (capped). Returns hints sent.
+
+    This is what makes PostgreSQL the only source of truth: delayed messages,
+    retries, expired leases and messages whose hint was lost are all found here.
+    Several clocks may run; extra hints only cost an empty claim.
+    """
+    from broker.services.delivery import messages_due_count
+    from broker.tasks import deliver_messages
+
+    batch = settings.QSTASH_DELIVERY_BATCH
+    due = messages_due_count(limit=batch * MAX_HINTS_PER_SWEEP)
+    hints = math.ceil(due / batch)
+    for _ in range(hints):
+        deliver_messages.apply_async()
+    return hints
+
+
+def rows_prune() -> dict[str, int]:
+    """Delete log rows, finished messages and deduplication ids past their retention."""
+    now = timezone.now()
+    log_cutoff = now - timedelta(days=settings.QSTASH_LOG_RETENTION_DAYS)
+    pruned = {
+        "logs": LogEntry.objects.filter(time__lt=log_cutoff).delete()[0],
+        "messages": Message.objects.filter(
+            finished_at__lt=now - timedelta(hours=settings.QSTASH_DELIVERED_RETENTION_HOURS),
+            state=Message.State.DELIVERED,
+        ).delete()[0],
+        "finished": Message.objects.filter(finished_at__lt=log_cutoff).delete()[0],
+        "deduplications": Deduplication.objects.filter(expires_at__lt=now).delete()[0],
+    }
+    if any(pruned.values()):
+        logger.info("pruned %s", pruned)
+    return pruned

@@ -1,0 +1,156 @@
+"""Accepting messages: the only writer of new ``Message`` rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from broker.models import Deduplication, LogEntry, Message
+from broker.publish_options import Limits, PublishOptions
+from broker.wakeup import wake_on_commit
+
+
+@dataclass
+class Draft:
+    """One message to create: where it goes, what it carries, how to deliver it."""
+
+    url: str
+    body: bytes
+    options: PublishOptions
+    caller_ip: str = ""
+    topic_name: str = ""
+    endpoint_name: str = ""
+    queue_name: str = ""
+    schedule_id: str = ""
+
+
+@dataclass
+class Published:
+    message_id: str
+    url: str
+    deduplicated: bool = False
+
+    def to_wire(self) -> dict[str, object]:
+        data: dict[str, object] = {"messageId": self.message_id, "url": self.url}
+        if self.deduplicated:
+            data["deduplicated"] = True
+        return data
+
+
+def publish_limits() -> Limits:
+    return Limits(
+        max_retries=settings.QSTASH_MAX_RETRIES,
+        default_retries=settings.QSTASH_DEFAULT_RETRIES,
+        max_delay_seconds=settings.QSTASH_MAX_DELAY_SECONDS,
+        max_timeout_seconds=settings.QSTASH_MAX_TIMEOUT_SECONDS,
+        default_timeout_seconds=settings.QSTASH_DEFAULT_TIMEOUT_SECONDS,
+    )
+
+
+def _build(draft: Draft, now: datetime) -> Message:
+    opts = draft.options
+    not_before = opts.not_before or now
+    fc = opts.flow_control
+    return Message(
+        url=draft.url,
+        method=opts.method,
+        header=opts.header,
+        body=draft.body,
+        state=Message.State.CREATED,
+        due_at=not_before,
+        max_retries=opts.retries,
+        retry_delay_expression=opts.retry_delay_expression,
+        timeout_seconds=opts.timeout_seconds,
+        not_before=not_before,
+        created_at=now,
+        callback=opts.callback,
+        callback_header=opts.callback_header,
+        callback_settings=opts.callback_settings,
+        failure_callback=opts.failure_callback,
+        failure_callback_header=opts.failure_callback_header,
+        failure_callback_settings=opts.failure_callback_settings,
+        labels=Message.join_labels(opts.labels),
+        redact_fields=opts.redact_fields,
+        caller_ip=draft.caller_ip,
+        deduplication_id=opts.deduplication_id,
+        topic_name=draft.topic_name,
+        endpoint_name=draft.endpoint_name,
+        queue_name=draft.queue_name,
+        schedule_id=draft.schedule_id,
+        flow_control_key=fc.key,
+        flow_control_parallelism=fc.parallelism,
+        flow_control_rate=fc.rate,
+        flow_control_period=fc.period,
+    )
+
+
+def _claim_deduplication(key: str, message: Message, now: datetime) -> Message | None:
+    """Record ``key`` for ``message``; return the earlier message when it is a duplicate.
+
+    Runs inside the caller's transaction. Concurrent publishes of one key meet
+    on the unique constraint; the loser reads the winner.
+    """
+    window = timedelta(seconds=settings.QSTASH_DEDUP_WINDOW_SECONDS)
+    for _ in range(2):
+        existing = (
+            Deduplication.objects.select_for_update()
+            .select_related("message")
+            .filter(key=key)
+            .first()
+        )
+        if existing is not None and existing.expires_at > now:
+            return existing.message
+        try:
+            with transaction.atomic():
+                if existing is not None:
+                    existing.delete()
+                Deduplication.objects.create(key=key, message=message, expires_at=now + window)
+            return None
+        except IntegrityError:
+            continue
+    return None
+
+
+@transaction.atomic
+def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
+    """Store the drafts as messages, each with its CREATED log row, in one transaction.
+
+    A draft whose deduplication key was seen inside the window creates nothing
+    and answers the earlier message id with ``deduplicated=True``. After commit,
+    the immediately due messages are handed to the delivery side (wakeup.py).
+    Raises nothing for valid drafts; validation happened when they were built.
+    """
+    results: list[Published | None] = [None] * len(drafts)
+    fresh: list[tuple[int, Message]] = []
+    for index, draft in enumerate(drafts):
+        message = _build(draft, now)
+        key = draft.options.deduplication_key(destination=draft.url, body=draft.body)
+        if key:
+            # Rare path: the row must exist before the deduplication row points at it.
+            message.save(force_insert=True)
+            original = _claim_deduplication(key, message, now)
+            if original is not None:
+                message.delete()
+                results[index] = Published(original.message_id, original.url, deduplicated=True)
+                continue
+            results[index] = Published(message.message_id, message.url)
+            LogEntry.objects.create(message=message, state=LogEntry.State.CREATED, time=now)
+            if message.not_before <= now:
+                wake_on_commit([message.pk])
+            continue
+        fresh.append((index, message))
+
+    if fresh:
+        created = Message.objects.bulk_create([m for _, m in fresh])
+        LogEntry.objects.bulk_create(
+            [LogEntry(message=m, state=LogEntry.State.CREATED, time=now) for m in created]
+        )
+        for (index, _), message in zip(fresh, created, strict=True):
+            results[index] = Published(message.message_id, message.url)
+        due = [m.pk for m in created if m.not_before <= now]
+        if due:
+            wake_on_commit(due)
+    return [r for r in results if r is not None]

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.urls import path, re_path
+
+from broker.api.keys import KeysRotateView, KeysView
+from broker.api.logs import LogsView
+from broker.api.messages import MessagesView, MessageView
+from broker.api.publish import PublishView
+
+urlpatterns = [
+    re_path(r"^v2/publish/(?P<destination>.+)$", PublishView.as_view()),
+    path("v2/messages", MessagesView.as_view()),
+    path("v2/messages/<str:message_id>", MessageView.as_view()),
+    path("v2/events", LogsView.as_view()),
+    path("v2/logs", LogsView.as_view()),
+    path("v2/keys", KeysView.as_view()),
+    path("v2/keys/rotate", KeysRotateView.as_view()),
+]

@@ -1,0 +1,187 @@
+"""Settings, all from the environment, with defaults that serve a laptop.
+
+With no environment at all the project runs on an embedded store (a SQLite file
+under ``var/``) and a Celery transport that needs no server (kombu's filesystem
+transport). Production sets ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL``
+(Redis or RabbitMQ). Unsafe production values are refused by the system checks in
+``broker/checks.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("QSTASH_VAR_DIR", BASE_DIR / "var"))
+
+
+def envbool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+
+
+def envint(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else int(value)
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# The value shipped here is public; checks.py refuses it unless DEBUG is on.
+INSECURE_SECRET_KEY = "django-insecure-qstash-selfhosted-development-only"
+SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "broker",
+    "groups",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "qstash_site.urls"
+# Destinations arrive raw in the path (/v2/publish/https://x?y): never redirect them.
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "qstash_site.wsgi.application"
+
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'qstash.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions take the write lock up front, so two processes
+    # cannot both claim the same due rows on the embedded store.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# The API answers every request body itself; the cap on a message body is
+# QSTASH_MAX_BODY_BYTES, checked in the publish view with a readable error.
+DATA_UPLOAD_MAX_MEMORY_SIZE = None
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["broker.api.auth.QStashTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "broker.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- Celery: broker messages are only hints ("these ids are due") -------------
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _celery_dir = VAR_DIR / "celery"
+    for _sub in ("queue", "processed"):
+        (_celery_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_celery_dir / "queue"),
+        "data_folder_out": str(_celery_dir / "queue"),
+        "processed_folder": str(_celery_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("QSTASH_CELERY_QUEUE", "qstash")
+
+# --- The product ---------------------------------------------------------------
+# Credentials: from the environment, or generated once and stored in the database.
+QSTASH_TOKEN = os.environ.get("QSTASH_TOKEN", "")
+QSTASH_READONLY_TOKEN = os.environ.get("QSTASH_READONLY_TOKEN", "")
+QSTASH_CURRENT_SIGNING_KEY = os.environ.get("QSTASH_CURRENT_SIGNING_KEY", "")
+QSTASH_NEXT_SIGNING_KEY = os.environ.get("QSTASH_NEXT_SIGNING_KEY", "")
+
+QSTASH_MAX_BODY_BYTES = envint("QSTASH_MAX_BODY_BYTES", 1024 * 1024)
+QSTASH_MAX_RETRIES = envint("QSTASH_MAX_RETRIES", 20)
+QSTASH_DEFAULT_RETRIES = envint("QSTASH_DEFAULT_RETRIES", 3)
+QSTASH_MAX_DELAY_SECONDS = envint("QSTASH_MAX_DELAY_SECONDS", 365 * 86400)
+QSTASH_MAX_TIMEOUT_SECONDS = envint("QSTASH_MAX_TIMEOUT_SECONDS", 900)
+QSTASH_DEFAULT_TIMEOUT_SECONDS = envint("QSTASH_DEFAULT_TIMEOUT_SECONDS", 30)
+QSTASH_DEDUP_WINDOW_SECONDS = envint("QSTASH_DEDUP_WINDOW_SECONDS", 600)
+QSTASH_RESPONSE_BODY_CAP = envint("QSTASH_RESPONSE_BODY_CAP", 64 * 1024)
+
+# Delivery pipeline: rows claimed per task, HTTP threads per worker process.
+QSTASH_DELIVERY_BATCH = envint("QSTASH_DELIVERY_BATCH", 100)
+QSTASH_DELIVERY_THREADS = envint("QSTASH_DELIVERY_THREADS", 16)
+# A claim outlives the longest attempt by this margin before another worker may retake it.
+QSTASH_LEASE_MARGIN_SECONDS = envint("QSTASH_LEASE_MARGIN_SECONDS", 30)
+
+# Retention, applied by the clock's prune.
+QSTASH_LOG_RETENTION_DAYS = envint("QSTASH_LOG_RETENTION_DAYS", 14)
+QSTASH_DLQ_RETENTION_DAYS = envint("QSTASH_DLQ_RETENTION_DAYS", 7)
+QSTASH_DELIVERED_RETENTION_HOURS = envint("QSTASH_DELIVERED_RETENTION_HOURS", 24)
+
+# Destination policy, checked before any connection (broker/http.py).
+# Hosts: exact names or "*.suffix"; empty allows any host. Networks: CIDRs.
+QSTASH_ALLOWED_HOSTS = envlist("QSTASH_ALLOWED_HOSTS")
+QSTASH_ALLOWED_NETWORKS = envlist("QSTASH_ALLOWED_NETWORKS")
+_PRIVATE_NETWORKS = (
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,"
+    "fe80::/10,fc00::/7,0.0.0.0/8,::/128,100.64.0.0/10"
+)
+# A laptop delivers to localhost; a production server must not reach its own network.
+QSTASH_DENIED_NETWORKS = envlist("QSTASH_DENIED_NETWORKS", "" if DEBUG else _PRIVATE_NETWORKS)
