@@ -57,7 +57,9 @@ def millis(value: str, *, name: str) -> datetime:
     try:
         return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
     except (ValueError, OverflowError, OSError):
-        raise ApplicationError(f"invalid {name}: {value!r} is not a unix time in milliseconds") from None
+        raise ApplicationError(
+            f"invalid {name}: {value!r} is not a unix time in milliseconds"
+        ) from None
 
 
 def message_q(
@@ -71,13 +73,9 @@ def message_q(
     if urls := values(query, "url"):
         q &= Q(**{f"{f}url__in": urls})
     if hosts := values(query, "host"):
-        q &= _any(
-            Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts
-        )
+        q &= _any(Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts)
     if paths := values(query, "path"):
-        q &= _any(
-            Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths
-        )
+        q &= _any(Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths)
     for wire, field in (
         ("topicName", "topic_name"),
         ("endpointName", "endpoint_name"),

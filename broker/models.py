@@ -145,6 +145,9 @@ class Deduplication(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE)
     expires_at = models.DateTimeField(db_index=True)
 
+    def __str__(self) -> str:
+        return self.key
+
 
 class Credentials(models.Model):
     """The API token and signing keys generated on first use (singleton row)."""

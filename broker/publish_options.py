@@ -173,7 +173,11 @@ def parse_flow_control_value(value: str) -> tuple[int | None, int | None, int | 
             )
         parts[key] = raw.strip()
     name = "Upstash-Flow-Control-Value"
-    parallelism = _int(parts["parallelism"], name=name, low=1, high=10_000) if "parallelism" in parts else None
+    parallelism = (
+        _int(parts["parallelism"], name=name, low=1, high=10_000)
+        if "parallelism" in parts
+        else None
+    )
     rate = _int(parts["rate"], name=name, low=1, high=1_000_000) if "rate" in parts else None
     period = _duration(parts["period"], name=name, high=7 * 86400) if "period" in parts else None
     if period == 0:
@@ -224,16 +228,18 @@ def parse_publish_options(
 ) -> PublishOptions:
     """Read every per-message setting of a publish request; raise ApplicationError on bad input."""
     h = _Headers(headers, query)
-    opts = PublishOptions(retries=limits.default_retries, timeout_seconds=limits.default_timeout_seconds)
+    opts = PublishOptions(
+        retries=limits.default_retries, timeout_seconds=limits.default_timeout_seconds
+    )
 
     if h.get("Upstash-Header-Forward") and _bool(
         h.get("Upstash-Header-Forward") or "", name="Upstash-Header-Forward"
     ):
-        for name, value in headers.items():
+        for name, header_value in headers.items():
             lname = name.lower()
             if lname.startswith("upstash-") or lname in NOT_FORWARDED:
                 continue
-            opts.header.setdefault(name, []).append(value)
+            opts.header.setdefault(name, []).append(header_value)
     for name, values in _prefixed(h.items, "upstash-forward-").items():
         opts.header[name] = values
     content_type = h.get("Content-Type")

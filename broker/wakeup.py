@@ -52,7 +52,9 @@ class Waker:
                 try:
                     deliver_messages.apply_async(args=(ids[start : start + batch],), retry=False)
                 except Exception:
-                    logger.warning("could not send a delivery hint; the sweep will deliver", exc_info=True)
+                    logger.warning(
+                        "could not send a delivery hint; the sweep will deliver", exc_info=True
+                    )
 
 
 waker = Waker()

@@ -39,7 +39,7 @@ def envlist(name: str, default: str = "") -> list[str]:
 
 
 # The value shipped here is public; checks.py refuses it unless DEBUG is on.
-INSECURE_SECRET_KEY = "django-insecure-qstash-selfhosted-development-only"
+INSECURE_SECRET_KEY = "django-insecure-qstash-selfhosted-development-only"  # noqa: S105
 SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
@@ -37,7 +38,9 @@ LOOPBACK_POLICY = {
 }
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -122,7 +125,9 @@ class Receiver:
         with self._lock:
             return [r for r in self.requests if path is None or r.path.split("?")[0] == path]
 
-    def wait_for(self, count: int, path: str | None = None, timeout: float = 20.0) -> list[Received]:
+    def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 20.0
+    ) -> list[Received]:
         return wait_until(
             lambda: (got := self.received(path)) and len(got) >= count and got,
             timeout=timeout,
@@ -173,7 +178,11 @@ class Process:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                self.argv,
+                env=self.env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -200,10 +209,13 @@ class Services:
 
 
 def _subprocess_env() -> dict[str, str]:
-    db = connection.settings_dict
+    # Same server and credentials as DATABASE_URL, but pytest-django's test database.
+    database_url = urlsplit(settings.DATABASE_URL)._replace(
+        path="/" + connection.settings_dict["NAME"]
+    )
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        DATABASE_URL=urlunsplit(database_url),
         CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
         SECRET_KEY="test-secret-key-not-for-production-0123456789",
         QSTASH_TOKEN=TEST_TOKEN,
@@ -230,8 +242,20 @@ def services(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Services]
     bin_dir = Path(sys.executable).parent
     worker = Process(
         "worker",
-        [str(bin_dir / "celery"), "-A", "qstash_site", "worker", "--concurrency", "2",
-         "--loglevel", "INFO", "-O", "fair", "--without-gossip", "--without-mingle"],
+        [
+            str(bin_dir / "celery"),
+            "-A",
+            "qstash_site",
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "INFO",
+            "-O",
+            "fair",
+            "--without-gossip",
+            "--without-mingle",
+        ],
         env,
     )
     clock = Process(
@@ -242,6 +266,13 @@ def services(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Services]
     yield Services(worker, clock)
     worker.stop()
     clock.stop()
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        # A process killed by a test may leave its session behind for a moment;
+        # it must not stop pytest-django from dropping the test database.
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture

@@ -22,7 +22,13 @@ def main() -> int:
     database = os.environ["DATABASE_URL"]
     broker = os.environ["CELERY_BROKER_URL"]
     checks = [("PostgreSQL", database, 5432)]
-    checks.append(("RabbitMQ" if broker.startswith("amqp") else "Redis", broker, 6379 if broker.startswith("redis") else 5672))
+    checks.append(
+        (
+            "RabbitMQ" if broker.startswith("amqp") else "Redis",
+            broker,
+            6379 if broker.startswith("redis") else 5672,
+        )
+    )
     for name, url, port in checks:
         if problem := reachable(url, port):
             print(f"cannot reach {name} at {problem}: start it or set the URL", file=sys.stderr)

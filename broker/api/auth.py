@@ -25,7 +25,9 @@ class QStashTokenAuthentication(BaseAuthentication):
         if header:
             scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
-                raise AuthenticationFailed("invalid Authorization header: use Bearer <QSTASH_TOKEN>")
+                raise AuthenticationFailed(
+                    "invalid Authorization header: use Bearer <QSTASH_TOKEN>"
+                )
             token = token.strip()
         else:
             token = request.query_params.get("qstash_token", "")

@@ -24,9 +24,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ApplicationError):
         return Response({"error": exc.message}, status=exc.status)
     if isinstance(exc, exceptions.NotAuthenticated):
-        exc.detail = "missing token: use Authorization: Bearer <QSTASH_TOKEN>"
+        exc.detail = exceptions.ErrorDetail(
+            "missing token: use Authorization: Bearer <QSTASH_TOKEN>"
+        )
     if isinstance(exc, exceptions.ParseError):
-        exc.detail = f"invalid JSON body: {exc.detail}"
+        exc.detail = exceptions.ErrorDetail(f"invalid JSON body: {exc.detail}")
     response = drf_exception_handler(exc, context)
     if response is not None:
         response.data = {"error": _text(getattr(exc, "detail", response.data))}

@@ -37,7 +37,7 @@ def _cancel_filters(request: Request) -> tuple[dict[str, list[str]], int | None]
     unknown = set(query) - MESSAGE_FILTERS - {"count", "qstash_token"}
     body: Any = request.data if request.body else {}
     if not isinstance(body, dict):
-        raise ApplicationError("invalid body: expected a JSON object such as {\"messageIds\": [...]}")
+        raise ApplicationError('invalid body: expected a JSON object such as {"messageIds": [...]}')
     for key, value in body.items():
         if key not in MESSAGE_FILTERS:
             unknown.add(key)

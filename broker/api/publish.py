@@ -39,7 +39,9 @@ def split_destination(request: Request, prefix: str) -> tuple[str, dict[str, str
     if kept:
         destination += "?" + "&".join(kept)
     config = {
-        k.lower(): v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower().startswith("upstash-")
+        k.lower(): v
+        for k, v in parse_qsl(query, keep_blank_values=True)
+        if k.lower().startswith("upstash-")
     }
     return destination, config
 
@@ -63,10 +65,14 @@ class PublishView(APIView):
         url, config = split_destination(request, "/v2/publish/")
         body = read_body(request)
         if not url:
-            raise ApplicationError("invalid destination: the path must be /v2/publish/<url or group>")
+            raise ApplicationError(
+                "invalid destination: the path must be /v2/publish/<url or group>"
+            )
         validate_http_url(url, field="destination url")
         now = timezone.now()
         options = parse_publish_options(request.headers, config, now=now, limits=publish_limits())
-        draft = Draft(url=url, body=body, options=options, caller_ip=request.META.get("REMOTE_ADDR", ""))
+        draft = Draft(
+            url=url, body=body, options=options, caller_ip=request.META.get("REMOTE_ADDR", "")
+        )
         (published,) = messages_publish(drafts=[draft], now=now)
         return Response(published.to_wire(), status=202 if published.deduplicated else 200)

@@ -24,7 +24,11 @@ def messages_cancel(*, where: Q, now: datetime, limit: int | None = None) -> int
         .filter(where)
         .order_by("pk")
     )
-    pks = list(pending.values_list("pk", flat=True)[:limit] if limit else pending.values_list("pk", flat=True))
+    pks = list(
+        pending.values_list("pk", flat=True)[:limit]
+        if limit
+        else pending.values_list("pk", flat=True)
+    )
     if not pks:
         return 0
     Message.objects.filter(pk__in=pks).update(

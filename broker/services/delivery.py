@@ -82,7 +82,9 @@ def delivery_headers(message: Message, *, signing_key: str, now: float) -> list[
         ("Upstash-Retried", str(message.retried)),
         (
             "Upstash-Signature",
-            sign_request(signing_key=signing_key, url=message.url, body=bytes(message.body), now=now),
+            sign_request(
+                signing_key=signing_key, url=message.url, body=bytes(message.body), now=now
+            ),
         ),
     ]
     if message.topic_name:
@@ -118,7 +120,9 @@ def _threads() -> ThreadPoolExecutor:
     return _executor[1]
 
 
-def messages_claim(*, ids: list[int] | None, limit: int, now: datetime) -> tuple[uuid.UUID, list[Message]]:
+def messages_claim(
+    *, ids: list[int] | None, limit: int, now: datetime
+) -> tuple[uuid.UUID, list[Message]]:
     """Lease up to ``limit`` due messages (only among ``ids`` when given) to this caller.
 
     Rows locked by another claimer are skipped, not waited for. Writes an ACTIVE

@@ -6,17 +6,28 @@ from typing import Any
 
 from qstash import Receiver
 
-from broker.models import LogEntry, Message
-from tests.conftest import TEST_CURRENT_KEY, TEST_NEXT_KEY, Receiver as Destination, Reply, wait_until
+from broker.models import LogEntry
+from tests.conftest import (
+    TEST_CURRENT_KEY,
+    TEST_NEXT_KEY,
+    wait_until,
+)
+from tests.conftest import (
+    Receiver as Destination,
+)
 
 
 def states_of(message_id: str) -> list[str]:
     return list(
-        LogEntry.objects.filter(message__message_id=message_id).order_by("pk").values_list("state", flat=True)
+        LogEntry.objects.filter(message__message_id=message_id)
+        .order_by("pk")
+        .values_list("state", flat=True)
     )
 
 
-def test_published_message_arrives_signed_with_body_and_headers(client_sdk: Any, receiver: Destination) -> None:
+def test_published_message_arrives_signed_with_body_and_headers(
+    client_sdk: Any, receiver: Destination
+) -> None:
     url = receiver.url("/hook?x=1")
     res = client_sdk.message.publish(
         url=url,

@@ -67,16 +67,12 @@ class Command(BaseCommand):
             for name, cmd in commands.items()
         }
         self.stdout.write(
-            "\nQStash is serving on http://127.0.0.1:%d (web, worker and clock; Ctrl-C stops all)\n\n"
-            "QSTASH_URL=http://127.0.0.1:%d\nQSTASH_TOKEN=%s\n"
-            "QSTASH_CURRENT_SIGNING_KEY=%s\nQSTASH_NEXT_SIGNING_KEY=%s\n"
-            % (
-                port,
-                port,
-                env["QSTASH_TOKEN"],
-                env["QSTASH_CURRENT_SIGNING_KEY"],
-                env["QSTASH_NEXT_SIGNING_KEY"],
-            )
+            f"\nQStash is serving on http://127.0.0.1:{port} "
+            "(web, worker and clock; Ctrl-C stops all)\n\n"
+            f"QSTASH_URL=http://127.0.0.1:{port}\n"
+            f"QSTASH_TOKEN={env['QSTASH_TOKEN']}\n"
+            f"QSTASH_CURRENT_SIGNING_KEY={env['QSTASH_CURRENT_SIGNING_KEY']}\n"
+            f"QSTASH_NEXT_SIGNING_KEY={env['QSTASH_NEXT_SIGNING_KEY']}\n"
         )
         stopping = False
 
