@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
-from broker.models import LogEntry, Message
+from broker.errors import ApplicationError
+from broker.models import DlqEntry, LogEntry, Message
+from broker.services.dlq import dlq_delete, dlq_retry
 from broker.wire import visible_header
 
 
@@ -72,7 +76,7 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         from broker.wire import body_fields
 
         fields = body_fields(
-            bytes(obj.body), redact="body" in obj.redact_fields, text_key="text", base64_key="b64"
+            obj.body, redact="body" in obj.redact_fields, text_key="text", base64_key="b64"
         )
         return fields.get("text") or f"(base64) {fields.get('b64', '')}"
 
@@ -84,3 +88,44 @@ class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("message",)
     search_fields = ("message__message_id",)
     ordering = ("-pk",)
+
+
+@admin.register(DlqEntry)
+class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The dead-letter queue; retry and delete call the same services as the API."""
+
+    list_display = ("dlq_id", "message", "url", "response_status", "created_at")
+    list_select_related = ("message",)
+    search_fields = ("dlq_id", "message__message_id", "message__url")
+    ordering = ("-pk",)
+    actions = ["retry", "remove"]
+    fields = ("dlq_id", "message", "created_at", "url", "response_status", "error")
+    readonly_fields = fields
+
+    @admin.display(description="url")
+    def url(self, obj: DlqEntry) -> str:
+        return obj.message.url
+
+    @admin.display(description="last status")
+    def response_status(self, obj: DlqEntry) -> int | None:
+        return obj.message.last_response_status
+
+    @admin.display(description="last error")
+    def error(self, obj: DlqEntry) -> str:
+        return obj.message.last_error
+
+    @admin.action(description="Retry: publish again and remove from the DLQ")
+    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+        entries = list(queryset.select_related("message", "message__payload"))
+        try:
+            published = dlq_retry(entries=entries, overrides={}, now=timezone.now())
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return
+        ids = ", ".join(p.message_id for p in published)
+        self.message_user(request, f"Published {len(published)} message(s): {ids}")
+
+    @admin.action(description="Delete from the DLQ")
+    def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+        deleted = dlq_delete(dlq_ids=list(queryset.values_list("dlq_id", flat=True)))
+        self.message_user(request, f"Deleted {deleted} DLQ entr{'y' if deleted == 1 else 'ies'}.")

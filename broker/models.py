@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 
 from broker.ids import new_message_id
+
+
+class Payload(models.Model):
+    """A published body, stored once however many messages (group endpoints) carry it."""
+
+    body = models.BinaryField(default=b"")
+
+    def __str__(self) -> str:
+        return f"payload {self.pk} ({len(self.body)} bytes)"
 
 
 class Message(models.Model):
@@ -31,7 +42,7 @@ class Message(models.Model):
     method = models.CharField(max_length=10, default="POST")
     # Headers sent to the destination, already unprefixed: {"Name": ["value", ...]}.
     header = models.JSONField(default=dict)
-    body = models.BinaryField(default=b"")
+    payload = models.ForeignKey(Payload, on_delete=models.PROTECT, related_name="messages")
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
     due_at = models.DateTimeField(null=True, blank=True)
@@ -64,6 +75,10 @@ class Message(models.Model):
     endpoint_name = models.CharField(max_length=200, blank=True, default="")
     queue_name = models.CharField(max_length=200, blank=True, default="")
     schedule_id = models.CharField(max_length=200, blank=True, default="")
+    # Set on a callback message: the message whose attempt it reports on.
+    source_message = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="callbacks"
+    )
 
     flow_control_key = models.CharField(max_length=200, blank=True, default="")
     flow_control_parallelism = models.PositiveIntegerField(null=True, blank=True)
@@ -96,6 +111,10 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return self.message_id
+
+    @property
+    def body(self) -> bytes:
+        return bytes(self.payload.body)
 
     @property
     def label_list(self) -> list[str]:
@@ -136,6 +155,26 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} {self.state}"
+
+
+class DlqEntry(models.Model):
+    """A FAILED message kept for inspection and retry; its last response is on the message."""
+
+    dlq_id = models.CharField(max_length=64, unique=True)
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="dlq")
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = "DLQ entry"
+        verbose_name_plural = "dead-letter queue"
+
+    def __str__(self) -> str:
+        return self.dlq_id
+
+    @staticmethod
+    def make_id(message: Message, when: datetime) -> str:
+        # The shape QStash uses ("1725323658779-0"): time in ms, then a discriminator.
+        return f"{int(when.timestamp() * 1000)}-{message.pk}"
 
 
 class Deduplication(models.Model):

@@ -74,10 +74,14 @@ class PublishOptions:
     content_based_deduplication: bool = False
     flow_control: FlowControl = field(default_factory=FlowControl)
 
-    def deduplication_key(self, *, destination: str, body: bytes) -> str:
-        """The key two publishes share when they are duplicates, or "" when not deduplicated."""
+    def deduplication_key(self, *, destination: str, body: bytes, per_url: bool = False) -> str:
+        """The key two publishes share when they are duplicates, or "" when not deduplicated.
+
+        ``per_url``: the messages of one group publish share the client's id but
+        are not duplicates of each other.
+        """
         if self.deduplication_id:
-            return "id:" + self.deduplication_id
+            return f"id:{destination if per_url else ''}:{self.deduplication_id}"
         if not self.content_based_deduplication:
             return ""
         digest = hashlib.sha256()

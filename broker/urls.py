@@ -2,17 +2,27 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
+from broker.api.dlq import DlqEntryView, DlqListView, DlqRetryManyView, DlqRetryView
 from broker.api.keys import KeysRotateView, KeysView
 from broker.api.logs import LogsView
 from broker.api.messages import MessagesView, MessageView
-from broker.api.publish import PublishView
+from broker.api.publish import BatchView, PublishView
+from groups.api import UrlGroupEndpointsView, UrlGroupsView, UrlGroupView
 
 urlpatterns = [
     re_path(r"^v2/publish/(?P<destination>.+)$", PublishView.as_view()),
+    path("v2/batch", BatchView.as_view()),
     path("v2/messages", MessagesView.as_view()),
     path("v2/messages/<str:message_id>", MessageView.as_view()),
     path("v2/events", LogsView.as_view()),
     path("v2/logs", LogsView.as_view()),
     path("v2/keys", KeysView.as_view()),
     path("v2/keys/rotate", KeysRotateView.as_view()),
+    path("v2/topics", UrlGroupsView.as_view()),
+    path("v2/topics/<str:name>", UrlGroupView.as_view()),
+    path("v2/topics/<str:name>/endpoints", UrlGroupEndpointsView.as_view()),
+    path("v2/dlq", DlqListView.as_view()),
+    path("v2/dlq/retry", DlqRetryManyView.as_view()),
+    path("v2/dlq/retry/<str:dlq_id>", DlqRetryView.as_view()),
+    path("v2/dlq/<str:dlq_id>", DlqEntryView.as_view()),
 ]

@@ -56,7 +56,7 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     }
     data.update(
         body_fields(
-            bytes(message.body),
+            message.body,
             redact="body" in message.redact_fields,
             text_key="body",
             base64_key="bodyBase64",
@@ -93,9 +93,9 @@ def log_to_wire(entry: LogEntry) -> dict[str, Any]:
         "url": message.url,
         "method": message.method,
         "header": visible_header(message),
-        "body": redacted(bytes(message.body))
+        "body": redacted(message.body)
         if "body" in message.redact_fields
-        else base64.b64encode(bytes(message.body)).decode(),
+        else base64.b64encode(message.body).decode(),
         "maxRetries": message.max_retries,
         "timeout": message.timeout_seconds * 1000,
         "callerIP": message.caller_ip,

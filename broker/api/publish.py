@@ -1,8 +1,9 @@
-"""``POST /v2/publish/{destination}``: the destination comes raw in the path."""
+"""``POST /v2/publish/{destination}`` and ``POST /v2/batch``."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
 from django.conf import settings
@@ -11,10 +12,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker.destinations import PublishRequest, drafts_for, is_url
 from broker.errors import ApplicationError
-from broker.publish_options import parse_publish_options
-from broker.services.publish import Draft, messages_publish, publish_limits
-from broker.urls_check import validate_http_url
+from broker.services.publish import Draft, Published, messages_publish, publish_limits
+from groups.selectors import url_groups_by_name
 
 # Proxies may collapse "https://" in a path to "https:/".
 COLLAPSED_SCHEME = re.compile(r"^(https?):/+", re.IGNORECASE)
@@ -60,19 +61,89 @@ def read_body(request: Request) -> bytes:
     return body
 
 
+def _answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
+    """The wire shape (object for a URL, bare array for a group) and whether all were dups."""
+    duplicate = bool(published) and all(p.deduplicated for p in published)
+    if is_group:
+        return [p.to_wire() for p in published], duplicate
+    return published[0].to_wire(), duplicate
+
+
 class PublishView(APIView):
     def post(self, request: Request, destination: str) -> Response:
-        url, config = split_destination(request, "/v2/publish/")
+        destination, config = split_destination(request, "/v2/publish/")
+        if not destination:
+            raise ApplicationError("invalid destination: use /v2/publish/<url or url group>")
         body = read_body(request)
-        if not url:
-            raise ApplicationError(
-                "invalid destination: the path must be /v2/publish/<url or group>"
-            )
-        validate_http_url(url, field="destination url")
+        groups = {} if is_url(destination) else url_groups_by_name([destination])
         now = timezone.now()
-        options = parse_publish_options(request.headers, config, now=now, limits=publish_limits())
-        draft = Draft(
-            url=url, body=body, options=options, caller_ip=request.META.get("REMOTE_ADDR", "")
+        publish = PublishRequest(
+            destination, request.headers, body, config, request.META.get("REMOTE_ADDR", "")
         )
-        (published,) = messages_publish(drafts=[draft], now=now)
-        return Response(published.to_wire(), status=202 if published.deduplicated else 200)
+        drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
+        data, duplicate = _answer(messages_publish(drafts=drafts, now=now), is_group)
+        return Response(data, status=202 if duplicate else 200)
+
+
+def _batch_item(item: Any, index: int, caller_ip: str) -> PublishRequest:
+    if not isinstance(item, dict):
+        raise ApplicationError(f"invalid batch[{index}]: expected an object")
+    destination = item.get("destination")
+    if not isinstance(destination, str) or not destination:
+        raise ApplicationError(f"invalid batch[{index}].destination: it is required")
+    if item.get("queue"):
+        raise ApplicationError(f"invalid batch[{index}].queue: queues are not supported yet")
+    headers = item.get("headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ApplicationError(f"invalid batch[{index}].headers: expected string values")
+    body = item.get("body")
+    if body is not None and not isinstance(body, str):
+        raise ApplicationError(f"invalid batch[{index}].body: expected a string or null")
+    encoded = (body or "").encode()
+    if len(encoded) > settings.QSTASH_MAX_BODY_BYTES:
+        raise ApplicationError(
+            f"invalid batch[{index}].body: {len(encoded)} bytes; "
+            f"the maximum is {settings.QSTASH_MAX_BODY_BYTES}"
+        )
+    return PublishRequest(destination, headers, encoded, {}, caller_ip)
+
+
+class BatchView(APIView):
+    """Many publishes in one request and one transaction: the fast path.
+
+    A bad item answers its own ``{"error"}`` in place; the others are published.
+    """
+
+    def post(self, request: Request) -> Response:
+        items = request.data
+        if not isinstance(items, list):
+            raise ApplicationError("invalid batch: expected a JSON array of messages")
+        now = timezone.now()
+        limits = publish_limits()
+        caller_ip = request.META.get("REMOTE_ADDR", "")
+        groups = url_groups_by_name(
+            item["destination"]
+            for item in items
+            if isinstance(item, dict)
+            and isinstance(item.get("destination"), str)
+            and not is_url(item["destination"])
+        )
+        answers: list[Any] = [None] * len(items)
+        planned: list[tuple[int, bool, int]] = []  # (item index, is group, draft count)
+        drafts: list[Draft] = []
+        for index, item in enumerate(items):
+            try:
+                item_drafts, is_group = drafts_for(
+                    _batch_item(item, index, caller_ip), groups=groups, now=now, limits=limits
+                )
+            except ApplicationError as exc:
+                answers[index] = {"error": exc.message}
+                continue
+            planned.append((index, is_group, len(item_drafts)))
+            drafts += item_drafts
+        published = messages_publish(drafts=drafts, now=now) if drafts else []
+        offset = 0
+        for index, is_group, count in planned:
+            answers[index] = _answer(published[offset : offset + count], is_group)[0]
+            offset += count
+        return Response(answers)

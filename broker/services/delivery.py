@@ -25,9 +25,11 @@ from django.utils import timezone
 from broker import http
 from broker.backoff import default_backoff_seconds, retry_after_seconds
 from broker.http import HttpResult
-from broker.models import LogEntry, Message
+from broker.models import DlqEntry, LogEntry, Message
 from broker.retry_delay import RetryDelay, RetryDelayError
+from broker.services.callbacks import callback_drafts
 from broker.services.credentials import credentials_get
+from broker.services.publish import Draft, messages_publish
 from broker.signing import sign_request
 
 logger = logging.getLogger(__name__)
@@ -82,9 +84,7 @@ def delivery_headers(message: Message, *, signing_key: str, now: float) -> list[
         ("Upstash-Retried", str(message.retried)),
         (
             "Upstash-Signature",
-            sign_request(
-                signing_key=signing_key, url=message.url, body=bytes(message.body), now=now
-            ),
+            sign_request(signing_key=signing_key, url=message.url, body=message.body, now=now),
         ),
     ]
     if message.topic_name:
@@ -102,7 +102,7 @@ def _attempt(message: Message, signing_key: str) -> HttpResult:
         method=message.method,
         url=message.url,
         headers=headers,
-        body=bytes(message.body),
+        body=message.body,
         timeout=float(message.timeout_seconds),
     )
 
@@ -130,8 +130,12 @@ def messages_claim(
     """
     token = uuid.uuid4()
     with transaction.atomic():
-        due = Message.objects.select_for_update(skip_locked=True).filter(
-            state__in=Message.PENDING_STATES, due_at__lte=now
+        # "OF self": messages of one group publish share a payload row, which
+        # must not be locked (and so skipped) by a claimer of a sibling.
+        due = (
+            Message.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("payload")
+            .filter(state__in=Message.PENDING_STATES, due_at__lte=now)
         )
         if ids is not None:
             due = due.filter(pk__in=ids)
@@ -155,7 +159,9 @@ def messages_record_outcomes(
     """Write each attempt's outcome if the claim is still held; return counts per state.
 
     Delivered rows are updated grouped by status (usually one statement); retried
-    and failed rows with ``bulk_update``; log rows with one insert.
+    and failed rows with ``bulk_update``; log rows with one insert. A failed
+    message gets its DLQ entry, and callback messages are published, in the same
+    transaction, so an outcome and its consequences commit together.
     """
     counts: dict[str, int] = defaultdict(int)
     with transaction.atomic():
@@ -171,12 +177,22 @@ def messages_record_outcomes(
         delivered: dict[int, list[int]] = defaultdict(list)
         changed: list[Message] = []
         logs: list[LogEntry] = []
+        dead: list[DlqEntry] = []
+        callbacks: list[Draft] = []
         for message, result in attempts:
             if message.pk not in held:
                 counts["lost"] += 1
                 continue
             outcome = decide(message, result, now)
             counts[outcome.state] += 1
+            dlq_id = None
+            if outcome.state == Message.State.FAILED:
+                dlq_id = DlqEntry.make_id(message, now)
+                dead.append(DlqEntry(dlq_id=dlq_id, message=message, created_at=now))
+            if message.callback or message.failure_callback:
+                callbacks += callback_drafts(
+                    message, result, failed=outcome.state == Message.State.FAILED, dlq_id=dlq_id
+                )
             if outcome.state == Message.State.DELIVERED:
                 assert result.status is not None
                 delivered[result.status].append(message.pk)
@@ -253,6 +269,9 @@ def messages_record_outcomes(
                 ],
             )
         LogEntry.objects.bulk_create(logs)
+        DlqEntry.objects.bulk_create(dead)
+        if callbacks:
+            messages_publish(drafts=callbacks, now=now)
     return dict(counts)
 
 

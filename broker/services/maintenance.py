@@ -9,7 +9,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from broker.models import Deduplication, LogEntry, Message
+from broker.models import Deduplication, DlqEntry, LogEntry, Message, Payload
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,12 @@ def rows_prune() -> dict[str, int]:
             state=Message.State.DELIVERED,
         ).delete()[0],
         "finished": Message.objects.filter(finished_at__lt=log_cutoff).delete()[0],
+        "dlq": DlqEntry.objects.filter(
+            created_at__lt=now - timedelta(days=settings.QSTASH_DLQ_RETENTION_DAYS)
+        ).delete()[0],
         "deduplications": Deduplication.objects.filter(expires_at__lt=now).delete()[0],
+        # Bodies are shared by the messages of a group publish: one goes with the last.
+        "payloads": Payload.objects.filter(messages__isnull=True).delete()[0],
     }
     if any(pruned.values()):
         logger.info("pruned %s", pruned)

@@ -8,23 +8,28 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from broker.models import Deduplication, LogEntry, Message
+from broker.models import Deduplication, LogEntry, Message, Payload
 from broker.publish_options import Limits, PublishOptions
 from broker.wakeup import wake_on_commit
 
 
 @dataclass
 class Draft:
-    """One message to create: where it goes, what it carries, how to deliver it."""
+    """One message to create: where it goes, what it carries, how to deliver it.
+
+    Drafts fanned out from one publish share one unsaved ``Payload``, so the body
+    is stored once however many endpoints it goes to.
+    """
 
     url: str
-    body: bytes
+    payload: Payload
     options: PublishOptions
     caller_ip: str = ""
     topic_name: str = ""
     endpoint_name: str = ""
     queue_name: str = ""
     schedule_id: str = ""
+    source_message: Message | None = None
 
 
 @dataclass
@@ -58,7 +63,7 @@ def _build(draft: Draft, now: datetime) -> Message:
         url=draft.url,
         method=opts.method,
         header=opts.header,
-        body=draft.body,
+        payload=draft.payload,
         state=Message.State.CREATED,
         due_at=not_before,
         max_retries=opts.retries,
@@ -80,6 +85,7 @@ def _build(draft: Draft, now: datetime) -> Message:
         endpoint_name=draft.endpoint_name,
         queue_name=draft.queue_name,
         schedule_id=draft.schedule_id,
+        source_message=draft.source_message,
         flow_control_key=fc.key,
         flow_control_parallelism=fc.parallelism,
         flow_control_rate=fc.rate,
@@ -125,9 +131,13 @@ def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
     """
     results: list[Published | None] = [None] * len(drafts)
     fresh: list[tuple[int, Message]] = []
+    payloads = list({id(d.payload): d.payload for d in drafts if d.payload.pk is None}.values())
+    Payload.objects.bulk_create(payloads)
     for index, draft in enumerate(drafts):
         message = _build(draft, now)
-        key = draft.options.deduplication_key(destination=draft.url, body=draft.body)
+        key = draft.options.deduplication_key(
+            destination=draft.url, body=bytes(draft.payload.body), per_url=bool(draft.topic_name)
+        )
         if key:
             # Rare path: the row must exist before the deduplication row points at it.
             message.save(force_insert=True)

@@ -1,0 +1,81 @@
+"""From "publish this to that" to drafts: a URL gives one, a URL group one per endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from broker.errors import ApplicationError
+from broker.models import Payload
+from broker.publish_options import Limits, parse_publish_options
+from broker.services.publish import Draft
+from broker.urls_check import validate_http_url
+from groups.models import UrlGroup
+
+
+def is_url(destination: str) -> bool:
+    return destination.startswith(("http://", "https://"))
+
+
+@dataclass
+class PublishRequest:
+    """One publish as the client sent it (a request, a batch item, a DLQ retry)."""
+
+    destination: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str]
+    caller_ip: str = ""
+
+
+def _with_defaults(defaults: Mapping[str, object], headers: Mapping[str, str]) -> dict[str, str]:
+    """The group's default headers overlaid by the request's own (names case-insensitive)."""
+    given = {name.lower() for name in headers}
+    merged = {
+        name: ", ".join(value) if isinstance(value, list) else str(value)
+        for name, value in defaults.items()
+        if name.lower() not in given
+    }
+    merged.update(headers)
+    return merged
+
+
+def drafts_for(
+    request: PublishRequest,
+    *,
+    groups: Mapping[str, UrlGroup],
+    now: datetime,
+    limits: Limits,
+) -> tuple[list[Draft], bool]:
+    """The drafts to publish and whether the destination was a group.
+
+    ``groups`` holds the groups named by the caller's destinations (prefetched
+    with their endpoints). Raises ApplicationError for bad input.
+    """
+    destination = request.destination
+    payload = Payload(body=request.body)
+    if is_url(destination):
+        validate_http_url(destination, field="destination url")
+        options = parse_publish_options(request.headers, request.query, now=now, limits=limits)
+        return [Draft(destination, payload, options, caller_ip=request.caller_ip)], False
+    group = groups.get(destination)
+    if group is None:
+        raise ApplicationError(
+            f"invalid destination {destination!r}: not a url (add http:// or https://) "
+            "and no url group has that name"
+        )
+    headers = _with_defaults(group.default_headers, request.headers)
+    options = parse_publish_options(headers, request.query, now=now, limits=limits)
+    drafts = [
+        Draft(
+            endpoint.url,
+            payload,
+            options,
+            caller_ip=request.caller_ip,
+            topic_name=group.name,
+            endpoint_name=endpoint.name,
+        )
+        for endpoint in sorted(group.endpoints.all(), key=lambda e: e.pk)
+    ]
+    return drafts, True

@@ -1,0 +1,98 @@
+"""Callback and failure-callback messages (reference section 6).
+
+A callback is itself a message: stored, signed, retried and logged like any
+other, published in the same transaction as the outcome it reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from broker.http import HttpResult
+from broker.models import Message, Payload
+from broker.publish_options import PublishOptions
+from broker.services.publish import Draft
+from broker.wire import ms, redacted, visible_header
+
+
+def callback_body(
+    message: Message, result: HttpResult, *, retried: int, dlq_id: str | None = None
+) -> dict[str, Any]:
+    """The JSON a callback receives about one attempt of ``message``."""
+    source_body = message.body
+    body: dict[str, Any] = {
+        "status": result.status or 0,
+        "header": result.headers,
+        "body": base64.b64encode(result.body).decode(),
+        "retried": retried,
+        "maxRetries": message.max_retries,
+        "sourceMessageId": message.message_id,
+        "url": message.url,
+        "method": message.method,
+        "sourceHeader": visible_header(message),
+        "sourceBody": redacted(source_body)
+        if "body" in message.redact_fields
+        else base64.b64encode(source_body).decode(),
+        "notBefore": ms(message.not_before),
+        "createdAt": ms(message.created_at),
+        "callerIP": message.caller_ip,
+    }
+    if result.error:
+        body["error"] = result.error
+    for key, value in (
+        ("topicName", message.topic_name),
+        ("endpointName", message.endpoint_name),
+        ("scheduleId", message.schedule_id),
+        ("queueName", message.queue_name),
+    ):
+        if value:
+            body[key] = value
+    if dlq_id is not None:
+        body["dlqId"] = dlq_id
+    return body
+
+
+def _options(
+    message: Message, header: dict[str, list[str]], settings: dict[str, Any]
+) -> PublishOptions:
+    """The callback's delivery settings: its own where given, else the source message's."""
+    return PublishOptions(
+        method=str(settings.get("method", "POST")),
+        header={**header, "Content-Type": ["application/json"]},
+        retries=int(settings.get("retries", message.max_retries)),
+        retry_delay_expression=str(settings.get("retryDelay", message.retry_delay_expression)),
+        timeout_seconds=int(settings.get("timeout", message.timeout_seconds)),
+    )
+
+
+def callback_drafts(
+    message: Message, result: HttpResult, *, failed: bool, dlq_id: str | None
+) -> list[Draft]:
+    """The callback after every attempt and, when ``failed``, the failure callback."""
+    drafts = []
+    targets: list[tuple[str, dict[str, list[str]], dict[str, Any], str | None]] = []
+    if message.callback:
+        targets.append((message.callback, message.callback_header, message.callback_settings, None))
+    if failed and message.failure_callback:
+        targets.append(
+            (
+                message.failure_callback,
+                message.failure_callback_header,
+                message.failure_callback_settings,
+                dlq_id,
+            )
+        )
+    for url, header, settings, dlq in targets:
+        body = callback_body(message, result, retried=message.retried, dlq_id=dlq)
+        drafts.append(
+            Draft(
+                url,
+                Payload(body=json.dumps(body, separators=(",", ":")).encode()),
+                _options(message, header, settings),
+                caller_ip=message.caller_ip,
+                source_message=message,
+            )
+        )
+    return drafts

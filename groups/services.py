@@ -1,0 +1,115 @@
+"""Writes to URL groups and their endpoints."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from broker.errors import ApplicationError, NotFound
+from broker.urls_check import validate_http_url
+from groups.models import Endpoint, UrlGroup
+
+NAME = re.compile(r"^[A-Za-z0-9\-_.]{1,200}$")
+
+
+def validate_name(name: str, *, field: str = "url group name") -> str:
+    if not NAME.match(name):
+        raise ApplicationError(
+            f"invalid {field} {name!r}: use 1-200 letters, digits, '-', '_' or '.'"
+        )
+    return name
+
+
+def _endpoint_specs(endpoints: Any, *, need_url: bool) -> list[tuple[str, str]]:
+    """Validate ``[{"url", "name"?}]`` into (url, name) pairs."""
+    if not isinstance(endpoints, list) or not endpoints:
+        raise ApplicationError("invalid endpoints: expected a non-empty array of {url, name}")
+    specs = []
+    for index, item in enumerate(endpoints):
+        if not isinstance(item, dict):
+            raise ApplicationError(f"invalid endpoints[{index}]: expected an object")
+        url, name = item.get("url") or "", item.get("name") or ""
+        if not isinstance(url, str) or not isinstance(name, str):
+            raise ApplicationError(f"invalid endpoints[{index}]: url and name must be strings")
+        if need_url and not url:
+            raise ApplicationError(f"invalid endpoints[{index}]: url is required")
+        if not url and not name:
+            raise ApplicationError(f"invalid endpoints[{index}]: give a url or a name")
+        if url:
+            validate_http_url(url, field=f"endpoints[{index}].url")
+        if name:
+            validate_name(name, field=f"endpoints[{index}].name")
+        specs.append((url, name))
+    return specs
+
+
+@transaction.atomic
+def url_group_upsert_endpoints(*, name: str, endpoints: Any) -> UrlGroup:
+    """Create the group if missing and add its endpoints, updating the name of a known url.
+
+    Raises ApplicationError (400) for a bad group name, url or endpoint name;
+    nothing is written then.
+    """
+    validate_name(name)
+    specs = _endpoint_specs(endpoints, need_url=True)
+    now = timezone.now()
+    group, created = UrlGroup.objects.select_for_update().get_or_create(
+        name=name, defaults={"created_at": now, "updated_at": now}
+    )
+    for url, endpoint_name in specs:
+        Endpoint.objects.update_or_create(group=group, url=url, defaults={"name": endpoint_name})
+    if not created:
+        group.updated_at = now
+        group.save(update_fields=["updated_at"])
+    return group
+
+
+@transaction.atomic
+def url_group_remove_endpoints(*, name: str, endpoints: Any) -> int:
+    """Remove endpoints matched by url or name; delete the group once it is empty.
+
+    Raises NotFound for an unknown group. Returns how many endpoints went.
+    """
+    specs = _endpoint_specs(endpoints, need_url=False)
+    group = UrlGroup.objects.select_for_update().filter(name=name).first()
+    if group is None:
+        raise NotFound(f"url group {name} not found")
+    removed = 0
+    for url, endpoint_name in specs:
+        matching = group.endpoints.all()
+        if url:
+            matching = matching.filter(url=url)
+        if endpoint_name:
+            matching = matching.filter(name=endpoint_name)
+        removed += matching.delete()[0]
+    if not group.endpoints.exists():
+        group.delete()
+    else:
+        group.updated_at = timezone.now()
+        group.save(update_fields=["updated_at"])
+    return removed
+
+
+def url_group_delete(*, name: str) -> bool:
+    """Delete the group and its endpoints; messages already published are kept."""
+    return UrlGroup.objects.filter(name=name).delete()[0] > 0
+
+
+def url_group_set_headers(*, name: str, headers: Any) -> UrlGroup:
+    """Store default headers for every publish to the group. Raises NotFound, or 400."""
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str)
+        and (isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v)))
+        for k, v in headers.items()
+    ):
+        raise ApplicationError("invalid headers: expected an object of name to string or strings")
+    group = UrlGroup.objects.filter(name=name).first()
+    if group is None:
+        raise NotFound(f"url group {name} not found")
+    group.default_headers = headers
+    group.updated_at = timezone.now()
+    group.save(update_fields=["default_headers", "updated_at"])
+    return group
