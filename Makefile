@@ -15,6 +15,10 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The official TypeScript SDK, driven by the dev-server test.
+tests/js/node_modules/.package-lock.json: tests/js/package.json tests/js/package-lock.json
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+
 install: $(BIN)/.installed
 
 # Web, worker and clock on http://127.0.0.1:8080 with an embedded store (var/)
@@ -22,7 +26,7 @@ install: $(BIN)/.installed
 run: install
 	DEBUG=1 $(BIN)/python manage.py qstash_dev
 
-test: install
+test: install tests/js/node_modules/.package-lock.json
 	@DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 		$(BIN)/python -m tests.preflight
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \

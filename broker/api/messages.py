@@ -34,7 +34,7 @@ def _cancel_filters(request: Request) -> tuple[dict[str, list[str]], int | None]
     """Filters from the query string (JS) or the legacy JSON body (PY), and the count."""
     query: QueryDict = request.query_params
     filters: dict[str, list[str]] = {k: query.getlist(k) for k in query if k in MESSAGE_FILTERS}
-    unknown = set(query) - MESSAGE_FILTERS - {"count", "qstash_token"}
+    unknown = set(query) - MESSAGE_FILTERS - {"count", "cursor", "qstash_token"}
     body: Any = request.data if request.body else {}
     if not isinstance(body, dict):
         raise ApplicationError('invalid body: expected a JSON object such as {"messageIds": [...]}')

@@ -1,0 +1,127 @@
+"""`make run`'s server (embedded store, no broker server) driven by the TypeScript SDK's dev mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.services.credentials import (
+    DEV_CURRENT_SIGNING_KEY,
+    DEV_NEXT_SIGNING_KEY,
+    DEV_TOKEN,
+)
+from tests.conftest import ROOT, wait_until
+
+JS_DIR = ROOT / "tests" / "js"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dev_keys_served(port: int) -> bool:
+    try:
+        answer = httpx.get(
+            f"http://127.0.0.1:{port}/v2/keys",
+            headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+            timeout=2,
+        )
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 200 and answer.json() == {
+        "current": DEV_CURRENT_SIGNING_KEY,
+        "next": DEV_NEXT_SIGNING_KEY,
+    }
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("QSTASH_", "DATABASE_URL", "CELERY_BROKER_URL"))
+    }
+    env.update(
+        DEBUG="1",  # as `make run` sets it
+        QSTASH_VAR_DIR=str(tmp_path),
+        QSTASH_ALLOWED_HOSTS="127.0.0.1,localhost",
+        QSTASH_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+        PYTHONUNBUFFERED="1",
+    )
+    log = tmp_path / "dev.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "qstash_dev", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until(lambda: dev_keys_served(port), timeout=60, what="the dev server")
+        yield port, log, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_dev_server_prints_credentials_and_stops_everything_on_ctrl_c(dev_server) -> None:  # type: ignore[no-untyped-def]
+    port, log, proc = dev_server
+    text = log.read_text()
+    assert f"QSTASH_URL=http://127.0.0.1:{port}" in text
+    assert f"QSTASH_TOKEN={DEV_TOKEN}" in text
+    assert f"QSTASH_CURRENT_SIGNING_KEY={DEV_CURRENT_SIGNING_KEY}" in text
+    assert f"QSTASH_NEXT_SIGNING_KEY={DEV_NEXT_SIGNING_KEY}" in text
+    assert (Path(log).parent / "qstash.sqlite3").exists()
+
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+    assert proc.wait(30) == 0
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no web, worker or clock left in the group
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_typescript_sdk_dev_mode_publishes_receives_and_verifies(dev_server) -> None:  # type: ignore[no-untyped-def]
+    port, _, _ = dev_server
+    assert (JS_DIR / "node_modules" / "@upstash" / "qstash").exists(), "run make test (npm ci)"
+    # The probe above proved the SDK will find this server and never fetch its own binary.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QSTASH_")}
+    env.update(QSTASH_DEV="true", QSTASH_DEV_PORT=str(port), UPSTASH_DISABLE_TELEMETRY="")
+    run = subprocess.run(
+        ["node", "sdk_dev_mode.mjs"], cwd=JS_DIR, env=env, capture_output=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr.decode() + run.stdout.decode()
+    out = json.loads(run.stdout.decode().strip().splitlines()[-1])
+
+    assert out["messageId"].startswith("msg_")
+    assert out["delivery"]["method"] == "POST"
+    assert json.loads(out["delivery"]["body"]) == {"hello": "js"}
+    assert out["delivery"]["forwarded"] == "yes"
+    assert out["delivery"]["telemetry"] == []
+    assert out["delivery"]["messageIdHeader"] == out["messageId"]
+    assert out["verified"] is True
+    assert out["delayed"]["method"] == "POST"
+    assert out["delayed"]["url"].endswith("/later")
+    assert out["delayed"]["notBefore"] > time.time() * 1000 + 3000 * 1000
+    assert out["cancel"] == {"cancelled": 1}
+    assert [e["url"].rsplit("/", 1)[1] for e in out["group"]["endpoints"]] == ["g1", "g2"]
+    assert len(out["fanout"]) == 2
+    assert out["logStates"][0] == "DELIVERED"
+    assert set(out["logStates"]) == {"CREATED", "ACTIVE", "DELIVERED"}
+    assert out["logCursor"] is None
