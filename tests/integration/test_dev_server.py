@@ -1,4 +1,4 @@
-"""`make run`'s server (embedded store, no broker server) driven by the TypeScript SDK's dev mode."""
+"""The `make run` server (embedded store, no broker server) and the TypeScript SDK dev mode."""
 
 from __future__ import annotations
 
