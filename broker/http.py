@@ -179,13 +179,14 @@ def send(
                 response.close()
         finally:
             response.release_conn()
-    except urllib3.exceptions.TimeoutError:
-        result.status = None
-        result.error = f"timeout: no response within {timeout:g}s"
+    # urllib3 derives both connection errors from its TimeoutError: test them first.
     except urllib3.exceptions.NameResolutionError as exc:
         result.error = f"could not resolve host: {_reason(exc)}"
     except urllib3.exceptions.NewConnectionError as exc:
         result.error = f"connection failed: {_reason(exc)}"
+    except urllib3.exceptions.TimeoutError:
+        result.status = None
+        result.error = f"timeout: no response within {timeout:g}s"
     except urllib3.exceptions.HTTPError as exc:
         result.status = None
         result.error = f"request failed: {_reason(exc)}"
