@@ -158,6 +158,7 @@ def test_not_before_takes_precedence_over_delay(client_sdk: Any, receiver: Desti
 
     stored = row(res.message_id)
     assert stored.not_before.timestamp() == not_before
+    assert stored.due_at is not None
     assert stored.due_at.timestamp() == not_before
     assert client_sdk.message.get(res.message_id).not_before == not_before * 1000
 
@@ -218,6 +219,7 @@ def test_exhausted_retries_fail_the_message_and_keep_the_last_response(
     failed = wait_state(res.message_id, "FAILED")
     assert len(receiver.received("/down")) == 3
     assert failed.last_response_status == 500
+    assert failed.last_response_body is not None
     assert bytes(failed.last_response_body) == b"boom"
     assert failed.due_at is None
     assert states_of(res.message_id) == [
@@ -283,6 +285,7 @@ def test_retry_after_header_from_destination_sets_next_delivery(
     waiting = wait_state(res.message_id, "RETRY")
     (error,) = error_logs(res.message_id)
     assert error.response_status == 503
+    assert waiting.due_at is not None
     assert abs((waiting.due_at - error.time).total_seconds() - expected_seconds) < 0.5
     assert waiting.retried == 1
 
@@ -295,6 +298,7 @@ def test_default_backoff_waits_e_to_the_2_5_seconds_after_the_first_failure(
 
     waiting = wait_state(res.message_id, "RETRY")
     (error,) = error_logs(res.message_id)
+    assert waiting.due_at is not None
     assert abs((waiting.due_at - error.time).total_seconds() - math.exp(2.5)) < 0.5
     assert error.next_delivery_time == waiting.due_at
 
