@@ -13,13 +13,13 @@ from django.utils import timezone
 from broker.errors import ApplicationError
 from broker.urls_check import validate_http_url
 from groups.models import Endpoint, UrlGroup
-from groups.services import validate_name
+from groups.services import validate_default_headers, validate_name
 
 
-def _checked(check: Any, value: str, **kwargs: Any) -> str:
+def _checked(check: Any, value: Any, **kwargs: Any) -> Any:
     """Run an API validator so the console refuses exactly what the API refuses."""
     try:
-        return str(check(value, **kwargs))
+        return check(value, **kwargs)
     except ApplicationError as exc:
         raise ValidationError(exc.message) from None
 
@@ -31,17 +31,20 @@ class EndpointForm(forms.ModelForm):
         widgets = {"url": forms.TextInput(attrs={"size": 80})}
 
     def clean_url(self) -> str:
-        return _checked(validate_http_url, self.cleaned_data["url"], field="url")
+        return str(_checked(validate_http_url, self.cleaned_data["url"], field="url"))
 
     def clean_name(self) -> str:
         name = self.cleaned_data.get("name") or ""
-        return _checked(validate_name, name, field="endpoint name") if name else ""
+        return str(_checked(validate_name, name, field="endpoint name")) if name else ""
 
 
 class EndpointInline(admin.TabularInline):
     model = Endpoint
     form = EndpointForm
     extra = 1
+    # The API deletes a group left empty; the console does not create one.
+    min_num = 1
+    validate_min = True
 
 
 class UrlGroupForm(forms.ModelForm):
@@ -50,7 +53,10 @@ class UrlGroupForm(forms.ModelForm):
         fields = ("name", "default_headers")
 
     def clean_name(self) -> str:
-        return _checked(validate_name, self.cleaned_data["name"])
+        return str(_checked(validate_name, self.cleaned_data["name"]))
+
+    def clean_default_headers(self) -> Any:
+        return _checked(validate_default_headers, self.cleaned_data["default_headers"])
 
 
 @admin.register(UrlGroup)

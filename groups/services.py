@@ -98,14 +98,24 @@ def url_group_delete(*, name: str) -> bool:
     return UrlGroup.objects.filter(name=name).delete()[0] > 0
 
 
-def url_group_set_headers(*, name: str, headers: Any) -> UrlGroup:
-    """Store default headers for every publish to the group. Raises NotFound, or 400."""
+def validate_default_headers(headers: Any) -> dict[str, str | list[str]]:
+    """``{"Name": "value" | ["value", ...]}``, or a 400 naming what is wrong."""
+
+    def is_value(value: Any) -> bool:
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+
     if not isinstance(headers, dict) or not all(
-        isinstance(k, str)
-        and (isinstance(v, str) or (isinstance(v, list) and all(isinstance(i, str) for i in v)))
-        for k, v in headers.items()
+        isinstance(k, str) and is_value(v) for k, v in headers.items()
     ):
         raise ApplicationError("invalid headers: expected an object of name to string or strings")
+    return headers
+
+
+def url_group_set_headers(*, name: str, headers: Any) -> UrlGroup:
+    """Store default headers for every publish to the group. Raises NotFound, or 400."""
+    validate_default_headers(headers)
     group = UrlGroup.objects.filter(name=name).first()
     if group is None:
         raise NotFound(f"url group {name} not found")

@@ -61,8 +61,9 @@ def _filtered(query: QueryDict | dict[str, list[str]]) -> QuerySet[DlqEntry]:
     if unknown:
         raise ApplicationError(f"invalid filter: unknown parameter {sorted(unknown)[0]!r}")
     entries = DlqEntry.objects.select_related("message", "message__payload")
-    if ids := values(query, "dlqIds"):
-        return entries.filter(dlq_id__in=ids)
+    if "dlqIds" in query:
+        # An empty list names no entry: it must not widen to "all of them".
+        return entries.filter(dlq_id__in=values(query, "dlqIds"))
     where = message_q(query, prefix="message__", date_field="created_at")
     if statuses := values(query, "responseStatus"):
         try:
@@ -158,9 +159,9 @@ class DlqRetryManyView(APIView):
         query = _body_query(request)
         entries = _filtered(query)
         cursor = None
-        if ids := values(query, "dlqIds"):
+        if "dlqIds" in query:
             rows = list(entries)
-            missing = set(ids) - {r.dlq_id for r in rows}
+            missing = set(values(query, "dlqIds")) - {r.dlq_id for r in rows}
             if missing:
                 raise NotFound(f"dlq message {sorted(missing)[0]} not found")
         else:
