@@ -7,6 +7,7 @@ clock are real subprocesses pointed at pytest-django's test database.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -276,12 +277,31 @@ def services(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Services]
         )
 
 
+class _ServerErrors(logging.Handler):
+    """Collects what Django logs for a request that ended in a 5xx."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "status_code", 500) >= 500:
+            self.seen.append(record.getMessage())
+
+
 @pytest.fixture
 def live(services: Services, live_server: Any, transactional_db: Any) -> Iterator[str]:
     """The API's base URL, with a worker and clock delivering from the same database."""
     if services.worker.proc is None or services.worker.proc.poll() is not None:
         services.worker.start()
-    yield str(live_server.url)
+    server_errors = _ServerErrors()
+    logging.getLogger("django.request").addHandler(server_errors)
+    try:
+        yield str(live_server.url)
+    finally:
+        logging.getLogger("django.request").removeHandler(server_errors)
+    # A 500 is a bug whatever the test asserted.
+    assert server_errors.seen == [], f"the API answered 500: {server_errors.seen}"
     # Stop this test's pipeline before pytest-django truncates the tables: a worker
     # claiming or recording while TRUNCATE takes its locks can deadlock with it.
     # A cancelled row is never claimed, and an outcome for it writes nothing.
