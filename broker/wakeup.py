@@ -1,26 +1,127 @@
 """Wake the delivery side right after a publish commits (invariant 5).
 
-A publish must not wait for the once-a-second sweep, nor pay for a broker round
-trip inside the request. Each process keeps one background thread: the request
-hands it the committed ids and returns; the thread sends them as one
-``deliver_messages`` hint per batch. While it is sending, later ids pile up and
-go out together, so hints batch themselves under load and cost nothing at idle.
-A hint that is lost (broker down, process killed) only delays the message until
-the clock's sweep finds it due.
+A publish must not wait for the once-a-second sweep, nor pay for a broker call
+inside the request. On PostgreSQL the insert statement itself runs
+``pg_notify('qstash_due', '<ids>')`` (message_insert.py), delivered when the
+transaction commits; the clock relays those notifications as
+``deliver_messages`` hints (``DueRelay``), draining every pending one into a
+single hint per batch of ids, so hints batch themselves under load. Elsewhere
+(the SQLite file of ``make run``) a background thread in the publishing
+process sends the hints (``Waker``).
+
+A hint that is lost (broker down, relay restarting) only delays the message
+until the clock's sweep finds it due.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
+from collections.abc import Iterable
 
+import psycopg
 from django.conf import settings
+from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
+CHANNEL = "qstash_due"
+# A notification payload holds at most 8000 bytes: past this many ids it says
+# "*<count>" and the relay sends id-less hints instead.
+MAX_IDS_PER_NOTIFY = 200
+# One relay per database at a time; other clocks only sweep.
+RELAY_LOCK_KEY = 0x51_57_A5_4D
+
+
+def send_hints(ids: list[int], *, anonymous: int = 0) -> None:
+    """Send ``deliver_messages`` hints: the ids in batches, plus id-less ones."""
+    from broker.tasks import deliver_messages
+
+    batch = settings.QSTASH_DELIVERY_BATCH
+    try:
+        for start in range(0, len(ids), batch):
+            deliver_messages.apply_async(args=(ids[start : start + batch],), retry=False)
+        for _ in range(anonymous):
+            deliver_messages.apply_async(retry=False)
+    except Exception:
+        logger.warning("could not send a delivery hint; the sweep will deliver", exc_info=True)
+
+
+def parse_notification(payload: str) -> tuple[list[int], int]:
+    """``"1,2,3"`` -> ids; ``"*450"`` -> that many messages, named by no id."""
+    if payload.startswith("*"):
+        return [], int(payload[1:])
+    return [int(item) for item in payload.split(",") if item], 0
+
+
+class DueRelay:
+    """The clock's listener: PostgreSQL notifications in, delivery hints out."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _listen(self) -> bool:
+        """Hold the relay lock and LISTEN; False when another clock relays."""
+        if self.conn is not None:
+            return True
+        params = connection.settings_dict
+        conn = psycopg.connect(
+            dbname=params["NAME"],
+            user=params["USER"] or None,
+            password=params["PASSWORD"] or None,
+            host=params["HOST"] or None,
+            port=params["PORT"] or None,
+            autocommit=True,
+        )
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [RELAY_LOCK_KEY]).fetchone()
+        if not (row and row[0]):
+            conn.close()
+            return False
+        conn.execute(f"LISTEN {CHANNEL}")
+        self.conn = conn
+        return True
+
+    def relay(self, seconds: float) -> None:
+        """Relay notifications for ``seconds`` (just wait when not the relay)."""
+        deadline = time.monotonic() + seconds
+        try:
+            if connection.vendor != "postgresql" or not self._listen():
+                time.sleep(seconds)
+                return
+            assert self.conn is not None
+            while (remaining := deadline - time.monotonic()) > 0:
+                payloads = [n.payload for n in self.conn.notifies(timeout=remaining, stop_after=1)]
+                # Whatever else is already here goes out in the same hints.
+                payloads += [n.payload for n in self.conn.notifies(timeout=0)]
+                self._forward(payloads)
+        except psycopg.Error:
+            logger.warning("relay connection lost; reconnecting", exc_info=True)
+            self.close()
+            time.sleep(max(0.0, deadline - time.monotonic()))
+
+    def _forward(self, payloads: Iterable[str]) -> None:
+        ids: list[int] = []
+        counted = 0
+        for payload in payloads:
+            named, count = parse_notification(payload)
+            ids += named
+            counted += count
+        if ids or counted:
+            anonymous = min(math.ceil(counted / settings.QSTASH_DELIVERY_BATCH), 8)
+            send_hints(ids, anonymous=anonymous)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
 
 class Waker:
+    """Without PostgreSQL: a per-process thread that sends hints for committed ids."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: list[int] = []
@@ -35,26 +136,13 @@ class Waker:
                 threading.Thread(target=self._run, name="qstash-waker", daemon=True).start()
         self._event.set()
 
-    def _take(self) -> list[int]:
-        with self._lock:
-            ids, self._pending = self._pending, []
-        return ids
-
     def _run(self) -> None:
-        from broker.tasks import deliver_messages
-
-        batch = settings.QSTASH_DELIVERY_BATCH
         while True:
             self._event.wait()
             self._event.clear()
-            ids = self._take()
-            for start in range(0, len(ids), batch):
-                try:
-                    deliver_messages.apply_async(args=(ids[start : start + batch],), retry=False)
-                except Exception:
-                    logger.warning(
-                        "could not send a delivery hint; the sweep will deliver", exc_info=True
-                    )
+            with self._lock:
+                ids, self._pending = self._pending, []
+            send_hints(ids)
 
 
 waker = Waker()
@@ -62,6 +150,4 @@ waker = Waker()
 
 def wake_on_commit(ids: list[int]) -> None:
     """After the current transaction commits, hint that these message pks are due."""
-    from django.db import transaction
-
     transaction.on_commit(lambda: waker.wake(ids))

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 
 from broker.models import Deduplication, LogEntry, Message, Payload
 from broker.publish_options import Limits, PublishOptions
-from broker.wakeup import wake_on_commit
+from broker.services.message_insert import messages_insert
 
 
 @dataclass
@@ -120,47 +120,48 @@ def _claim_deduplication(key: str, message: Message, now: datetime) -> Message |
     return None
 
 
-@transaction.atomic
 def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
-    """Store the drafts as messages, each with its CREATED log row, in one transaction.
+    """Store the drafts as messages, each with its CREATED log row, atomically.
 
     A draft whose deduplication key was seen inside the window creates nothing
     and answers the earlier message id with ``deduplicated=True``. After commit,
     the immediately due messages are handed to the delivery side (wakeup.py).
     Raises nothing for valid drafts; validation happened when they were built.
     """
-    results: list[Published | None] = [None] * len(drafts)
-    fresh: list[tuple[int, Message]] = []
-    payloads = list({id(d.payload): d.payload for d in drafts if d.payload.pk is None}.values())
-    Payload.objects.bulk_create(payloads)
-    for index, draft in enumerate(drafts):
-        message = _build(draft, now)
-        key = draft.options.deduplication_key(
-            destination=draft.url, body=bytes(draft.payload.body), per_url=bool(draft.topic_name)
+    messages = [_build(draft, now) for draft in drafts]
+    keys = [
+        d.options.deduplication_key(
+            destination=d.url, body=bytes(d.payload.body), per_url=bool(d.topic_name)
         )
-        if key:
-            # Rare path: the row must exist before the deduplication row points at it.
-            message.save(force_insert=True)
-            original = _claim_deduplication(key, message, now)
-            if original is not None:
-                message.delete()
-                results[index] = Published(original.message_id, original.url, deduplicated=True)
-                continue
-            results[index] = Published(message.message_id, message.url)
-            LogEntry.objects.create(message=message, state=LogEntry.State.CREATED, time=now)
-            if message.not_before <= now:
-                wake_on_commit([message.pk])
-            continue
-        fresh.append((index, message))
+        for d in drafts
+    ]
+    if not any(keys):
+        # The hot path: one statement on PostgreSQL, atomic without a transaction.
+        messages_insert(messages, now=now)
+        return [Published(m.message_id, m.url) for m in messages]
+    with transaction.atomic():
+        return _publish_deduplicated(messages, keys, now)
 
-    if fresh:
-        created = Message.objects.bulk_create([m for _, m in fresh])
-        LogEntry.objects.bulk_create(
-            [LogEntry(message=m, state=LogEntry.State.CREATED, time=now) for m in created]
-        )
-        for (index, _), message in zip(fresh, created, strict=True):
-            results[index] = Published(message.message_id, message.url)
-        due = [m.pk for m in created if m.not_before <= now]
-        if due:
-            wake_on_commit(due)
-    return [r for r in results if r is not None]
+
+def _publish_deduplicated(
+    messages: list[Message], keys: list[str], now: datetime
+) -> list[Published]:
+    results: list[Published] = []
+    fresh: list[Message] = []
+    for message, key in zip(messages, keys, strict=True):
+        if not key:
+            fresh.append(message)
+            results.append(Published(message.message_id, message.url))
+            continue
+        # The row must exist before the deduplication row points at it.
+        messages_insert([message], now=now)
+        original = _claim_deduplication(key, message, now)
+        if original is None:
+            fresh.append(message)
+            results.append(Published(message.message_id, message.url))
+            continue
+        LogEntry.objects.filter(message=message).delete()
+        message.delete()
+        results.append(Published(original.message_id, original.url, deduplicated=True))
+    messages_insert([m for m in fresh if m.pk is None], now=now)
+    return results

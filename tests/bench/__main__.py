@@ -492,9 +492,7 @@ def main() -> int:
             f" logs in {workdir}"
         )
         db.recreate()
-        warning = migrate(env, db, deadline)
-        if warning:
-            log(warning)
+        migrate(env, deadline)
         flush_redis(env, PRODUCT_REDIS_DB)
         flush_redis(env, BASELINE_REDIS_DB)
         _, sink = start_sink(env, deadline)

@@ -1,7 +1,9 @@
 """The clock process: once a second, hint due work; once a minute, prune.
 
-Safe to run in several copies: the sweep only sends hints and every claim
-uses SKIP LOCKED; the prune deletes by age.
+Between sweeps it relays PostgreSQL's notifications of newly published
+messages as delivery hints (broker/wakeup.py), so they go out at once.
+Safe to run in several copies: one holds the relay lock, the sweep only sends
+hints and every claim uses SKIP LOCKED; the prune deletes by age.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         from broker.services.maintenance import delivery_sweep, rows_prune
+        from broker.wakeup import DueRelay
 
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         interval, prune_every = options["interval"], options["prune_every"]
         last_prune = 0.0
+        relay = DueRelay()
         logger.info("clock started: sweep every %ss", interval)
         while not stop.is_set():
             started = time.monotonic()
@@ -45,5 +49,6 @@ class Command(BaseCommand):
             except Exception:
                 # A database or broker outage must not kill the clock; it retries next tick.
                 logger.exception("clock tick failed")
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            relay.relay(max(0.0, interval - (time.monotonic() - started)))
+        relay.close()
         logger.info("clock stopped")
