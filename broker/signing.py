@@ -13,6 +13,8 @@ import json
 import secrets
 import time
 
+from broker.ids import BASE58, random_base58
+
 __all__ = [
     "BASE58_ALPHABET",
     "SIGNATURE_TTL_SECONDS",
@@ -23,7 +25,7 @@ __all__ = [
 
 SIGNATURE_TTL_SECONDS = 300
 
-BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+BASE58_ALPHABET = BASE58
 
 _SIGNING_KEY_LENGTH = 28
 _JTI_LENGTH = 28
@@ -37,10 +39,6 @@ _HEADER_SEGMENT = base64.urlsafe_b64encode(
 def _b64url(data: bytes) -> bytes:
     # JWS segments are unpadded (RFC 7515 section 2); PyJWT accepts either, jose does not.
     return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def _random_base58(length: int) -> str:
-    return "".join(secrets.choice(BASE58_ALPHABET) for _ in range(length))
 
 
 def sign_request(*, signing_key: str, url: str, body: bytes, now: float | None = None) -> str:
@@ -58,7 +56,7 @@ def sign_request(*, signing_key: str, url: str, body: bytes, now: float | None =
         # only rejects a missing or null nbf, so 0 passes.
         "nbf": 0,
         "exp": issued_at + SIGNATURE_TTL_SECONDS,
-        "jti": "jwt_" + _random_base58(_JTI_LENGTH),
+        "jti": "jwt_" + random_base58(_JTI_LENGTH),
         # Padding kept, as in Upstash's documented example; receivers strip it.
         "body": base64.urlsafe_b64encode(hashlib.sha256(body).digest()).decode(),
     }
@@ -71,7 +69,7 @@ def sign_request(*, signing_key: str, url: str, body: bytes, now: float | None =
 
 def generate_signing_key() -> str:
     """A new signing key: "sig_" followed by 28 random base58 characters."""
-    return "sig_" + _random_base58(_SIGNING_KEY_LENGTH)
+    return "sig_" + random_base58(_SIGNING_KEY_LENGTH)
 
 
 def generate_token() -> str:
