@@ -74,6 +74,8 @@ LATENCY_GAP = 0.020
 BODY = b'{"hello":"world","bench":true}'
 
 TARGET_PUBLISH = 0.8
+TARGET_BATCH = 8.0
+BATCH_SIZE = 100
 TARGET_DELIVERY = 2.0
 TARGET_P50_MS = 20.0
 
@@ -94,7 +96,13 @@ class Servers:
 class PublishResult:
     product: list[load.LoadResult]
     baseline: list[load.LoadResult]
+    batch: list[load.LoadResult]  # requests of BATCH_SIZE messages each
     stored: int
+
+    @property
+    def batch_rate(self) -> float:
+        """Messages accepted per second through batches."""
+        return max(r.rate for r in self.batch) * BATCH_SIZE
 
     @property
     def product_rate(self) -> float:
@@ -106,14 +114,19 @@ class PublishResult:
 
 
 def run_load(
-    port: int, path: str, headers: dict[str, str], seconds: float, work: Path
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    seconds: float,
+    work: Path,
+    body: bytes = BODY,
 ) -> load.LoadResult:
     if load.wrk_available():
         return load.run_wrk(
             port=port,
             path=path,
             headers=headers,
-            body=BODY,
+            body=body,
             seconds=seconds,
             connections=PUBLISH_CONNECTIONS,
             threads=2,
@@ -123,7 +136,7 @@ def run_load(
         port=port,
         path=path,
         headers=headers,
-        body=BODY,
+        body=body,
         total=PUBLISH_REQUESTS,
         seconds=seconds * 2,
         processes=2,
@@ -157,16 +170,30 @@ def bench_publish(env: Env, db: Database, s: Servers, deadline: Deadline) -> Pub
                 f"publish round {n + 1}: product {product[-1].rate:.0f}/s,"
                 f" baseline {baseline[-1].rate:.0f}/s"
             )
-        for who, results in (("product", product), ("baseline", baseline)):
+        batch_body = json.dumps(
+            [
+                {"destination": s.sink.url(f"/b{n}"), "headers": headers, "body": BODY.decode()}
+                for n in range(BATCH_SIZE)
+            ]
+        ).encode()
+        batch: list[load.LoadResult] = []
+        for n in range(PUBLISH_ROUNDS):
+            deadline.check("measuring batch publish")
+            batch.append(
+                run_load(s.web_port, "/v2/batch", headers, PUBLISH_SECONDS, env.workdir, batch_body)
+            )
+            ensure_alive(s.web)
+            log(f"batch round {n + 1}: {batch[-1].rate * BATCH_SIZE:.0f} messages/s")
+        for who, results in (("product", product), ("baseline", baseline), ("batch", batch)):
             for r in results:
                 if r.errors:
                     raise RuntimeError(f"{who} publish: {r.errors} of {r.requests} requests failed")
         time.sleep(1.0)  # requests wrk left in flight
         stored = db.scalar("SELECT count(*) FROM broker_message")
-        answered = sum(r.requests for r in product)
+        answered = sum(r.requests for r in product) + BATCH_SIZE * sum(r.requests for r in batch)
         if stored < answered:
-            raise RuntimeError(f"publish answered {answered} requests but stored {stored} messages")
-        return PublishResult(product, baseline, stored)
+            raise RuntimeError(f"publish answered {answered} messages but stored {stored}")
+        return PublishResult(product, baseline, batch, stored)
     finally:
         db.purge()
         flush_redis(env, PRODUCT_REDIS_DB)  # the hints of messages that no longer exist
@@ -436,6 +463,7 @@ def rates(runs: list, fmt: str = "{:.0f}") -> str:
 
 def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None:
     pr = pub.product_rate / pub.baseline_rate
+    br = pub.batch_rate / pub.product_rate
     dr = dlv.product_rate / dlv.baseline_rate
     p50, p95 = statistics.median(lat.latencies_ms), pct(lat.latencies_ms, 0.95)
     best = max(dlv.product, key=lambda r: r.rate)
@@ -443,6 +471,9 @@ def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None
         f"publish   {pub.product_rate:6.0f}/s   baseline (minimal Django view)    "
         f"{pub.baseline_rate:6.0f}/s   ratio {pr:5.2f}  (target >= {TARGET_PUBLISH})"
         f"   {verdict(pr >= TARGET_PUBLISH)}",
+        f"batch     {pub.batch_rate:6.0f}/s   single publish (same run)         "
+        f"{pub.product_rate:6.0f}/s   ratio {br:5.2f}  (target >= {TARGET_BATCH:g})"
+        f"     {verdict(br >= TARGET_BATCH)}",
         f"delivery  {dlv.product_rate:6.0f}/s   baseline (bare Celery + requests) "
         f"{dlv.baseline_rate:6.0f}/s   ratio {dr:5.2f}  (target >= {TARGET_DELIVERY:g})"
         f"     {verdict(dr >= TARGET_DELIVERY)}",
@@ -452,7 +483,8 @@ def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None
     details = [
         f"publish rounds /s: product {rates(pub.product)}; baseline {rates(pub.baseline)}"
         f"  ({pub.product[0].tool}, {PUBLISH_CONNECTIONS} connections, best round of each;"
-        f" {pub.stored} messages stored)",
+        f" {pub.stored} messages stored); batch requests /s {rates(pub.batch)}"
+        f" of {BATCH_SIZE} messages",
         f"delivery rounds /s: product {rates(dlv.product)}; baseline {rates(dlv.baseline)}"
         f"  (best of each; product {best.count} msgs, first receipt -> all DELIVERED in"
         f" {best.seconds:.2f}s, sink alone {best.count / best.sink_seconds:.0f}/s,"
