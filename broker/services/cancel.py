@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from broker.models import LogEntry, Message
+from broker.services.json_rows import log_entries_insert
 
 
 @transaction.atomic
@@ -34,7 +35,7 @@ def messages_cancel(*, where: Q, now: datetime, limit: int | None = None) -> int
     Message.objects.filter(pk__in=pks).update(
         state=Message.State.CANCELED, due_at=None, claim_token=None, finished_at=now, updated_at=now
     )
-    LogEntry.objects.bulk_create(
+    log_entries_insert(
         [
             LogEntry(message_id=pk, state=state, time=now)
             for pk in pks

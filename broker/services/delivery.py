@@ -29,6 +29,7 @@ from broker.models import DlqEntry, LogEntry, Message
 from broker.retry_delay import RetryDelay, RetryDelayError
 from broker.services.callbacks import callback_drafts
 from broker.services.credentials import credentials_get
+from broker.services.json_rows import log_entries_insert
 from broker.services.publish import Draft, messages_publish
 from broker.signing import sign_request
 
@@ -147,7 +148,7 @@ def messages_claim(
         Message.objects.filter(pk__in=[row.pk for row in rows]).update(
             state=Message.State.ACTIVE, claim_token=token, due_at=lease, updated_at=now
         )
-        LogEntry.objects.bulk_create(
+        log_entries_insert(
             [LogEntry(message=row, state=LogEntry.State.ACTIVE, time=now) for row in rows]
         )
     return token, rows
@@ -268,7 +269,7 @@ def messages_record_outcomes(
                     "last_error",
                 ],
             )
-        LogEntry.objects.bulk_create(logs)
+        log_entries_insert(logs)
         DlqEntry.objects.bulk_create(dead)
         if callbacks:
             messages_publish(drafts=callbacks, now=now)

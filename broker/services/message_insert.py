@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -21,28 +20,17 @@ from django.db import connection, transaction
 
 from broker import wakeup
 from broker.models import LogEntry, Message, Payload
+from broker.services.json_rows import json_rows, recordset
 
 # Columns written from the Message instance; ``payload_id`` is bound by position.
-_COLUMNS = [
+_COLUMNS = tuple(
     f for f in Message._meta.concrete_fields if not f.primary_key and f.attname != "payload_id"
-]
-
-
-def _json_value(value: Any) -> Any:
-    """A column value as JSON that PostgreSQL's input functions read back exactly."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
+)
 
 
 @functools.cache
 def _statement() -> str:
-    names = ", ".join(connection.ops.quote_name(str(f.column)) for f in _COLUMNS)
-    record = ", ".join(
-        f"{connection.ops.quote_name(str(f.column))} {f.db_type(connection)}" for f in _COLUMNS
-    )
+    names, record = recordset(_COLUMNS)
     # Built from model metadata only, never from input: S608 does not apply.
     return f"""
         WITH pin AS MATERIALIZED (
@@ -95,14 +83,10 @@ def messages_insert(messages: list[Message], *, now: datetime) -> None:
         message.updated_at = now
     # The rows travel as one JSON document: binding forty one-element arrays cost
     # more client time than the whole statement.
-    rows = [
-        {
-            **{f.column: _json_value(getattr(m, f.attname)) for f in _COLUMNS},
-            "payload_id": m.payload.pk,
-            "payload_ord": position.get(id(m.payload)),
-        }
-        for m in messages
-    ]
+    rows = json_rows(messages, _COLUMNS)
+    for row, message in zip(rows, messages, strict=True):
+        row["payload_id"] = message.payload.pk
+        row["payload_ord"] = position.get(id(message.payload))
     params: list[Any] = [
         [bytes(p.body) for p in new_payloads],
         json.dumps(rows),
