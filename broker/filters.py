@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from django.db.models import Q
+from django.db.models import Model, Q, QuerySet
 from django.http import QueryDict
 
 from broker.errors import ApplicationError
@@ -124,3 +125,29 @@ def page_order(query: QueryDict, *, default: str) -> str:
     if order not in ("earliestFirst", "latestFirst"):
         raise ApplicationError(f"invalid order: {order!r}, use earliestFirst or latestFirst")
     return order
+
+
+M = TypeVar("M", bound=Model)
+
+
+def cursor_page(
+    rows: QuerySet[M], query: QueryDict, *, default_order: str, default_count: int, max_count: int
+) -> tuple[list[M], str | None]:
+    """One page of ``rows`` by primary key, and the cursor of the next (None on the last).
+
+    The cursor is the last pk returned; the SDKs stop when it is absent.
+    """
+    count = page_count(query, default=default_count, maximum=max_count)
+    cursor = page_cursor(query)
+    if page_order(query, default=default_order) == "latestFirst":
+        rows = rows.order_by("-pk")
+        if cursor is not None:
+            rows = rows.filter(pk__lt=cursor)
+    else:
+        rows = rows.order_by("pk")
+        if cursor is not None:
+            rows = rows.filter(pk__gt=cursor)
+    page = list(rows[: count + 1])
+    if len(page) > count:
+        return page[:count], str(page[count - 1].pk)
+    return page, None

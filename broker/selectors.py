@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from broker.errors import ApplicationError, NotFound
-from broker.filters import MESSAGE_FILTERS, message_q, page_count, page_cursor, page_order, values
-from broker.models import LogEntry, Message
+from broker.filters import MESSAGE_FILTERS, cursor_page, message_q, values
+from broker.models import DlqEntry, LogEntry, Message
 
 LOG_STATES = set(LogEntry.State.values)
 # Filter aliases: IN_PROGRESS is every state of a message still being worked on.
@@ -30,9 +31,6 @@ def logs_page(*, query: QueryDict) -> tuple[list[LogEntry], str | None]:
     unknown = set(query.keys()) - LOG_PARAMS - {"qstash_token"}
     if unknown:
         raise ApplicationError(f"invalid filter: unknown parameter {sorted(unknown)[0]!r}")
-    count = page_count(query, default=100, maximum=1000)
-    order = page_order(query, default="latestFirst")
-    cursor = page_cursor(query)
     qs = LogEntry.objects.select_related("message").filter(
         message_q(query, prefix="message__", date_field="time")
     )
@@ -45,15 +43,62 @@ def logs_page(*, query: QueryDict) -> tuple[list[LogEntry], str | None]:
                 raise ApplicationError(f"invalid state: {state!r}")
             wanted += expanded
         qs = qs.filter(state__in=wanted)
-    if order == "latestFirst":
-        qs = qs.order_by("-pk")
-        if cursor is not None:
-            qs = qs.filter(pk__lt=cursor)
-    else:
-        qs = qs.order_by("pk")
-        if cursor is not None:
-            qs = qs.filter(pk__gt=cursor)
-    rows = list(qs[: count + 1])
-    if len(rows) > count:
-        return rows[:count], str(rows[count - 1].pk)
-    return rows, None
+    return cursor_page(qs, query, default_order="latestFirst", default_count=100, max_count=1000)
+
+
+DLQ_FILTERS = {
+    "messageId",
+    "messageIds",
+    "url",
+    "topicName",
+    "endpointName",
+    "scheduleId",
+    "queueName",
+    "fromDate",
+    "toDate",
+    "responseStatus",
+    "callerIp",
+    "callerIP",
+    "label",
+    "flowControlKey",
+    "dlqIds",
+}
+DLQ_PAGE_PARAMS = {"cursor", "count", "order", "qstash_token"}
+DLQ_PAGE_MAX = 100
+
+
+def dlq_entries(*, query: QueryDict | dict[str, list[str]]) -> QuerySet[DlqEntry]:
+    """Entries matching the filters; given ``dlqIds``, every other filter is ignored."""
+    unknown = set(query.keys()) - DLQ_FILTERS - DLQ_PAGE_PARAMS
+    if unknown:
+        raise ApplicationError(f"invalid filter: unknown parameter {sorted(unknown)[0]!r}")
+    entries = DlqEntry.objects.select_related("message", "message__payload")
+    if "dlqIds" in query:
+        # An empty list names no entry: it must not widen to "all of them".
+        return entries.filter(dlq_id__in=values(query, "dlqIds"))
+    where = message_q(query, prefix="message__", date_field="created_at")
+    if statuses := values(query, "responseStatus"):
+        try:
+            where &= Q(message__last_response_status__in=[int(s) for s in statuses])
+        except ValueError:
+            raise ApplicationError("invalid responseStatus: expected an integer") from None
+    return entries.filter(where)
+
+
+def dlq_page(entries: QuerySet[DlqEntry], query: QueryDict) -> tuple[list[DlqEntry], str | None]:
+    return cursor_page(
+        entries,
+        query,
+        default_order="earliestFirst",
+        default_count=DLQ_PAGE_MAX,
+        max_count=DLQ_PAGE_MAX,
+    )
+
+
+def dlq_entry_get(*, dlq_id: str) -> DlqEntry:
+    entry = (
+        DlqEntry.objects.select_related("message", "message__payload").filter(dlq_id=dlq_id).first()
+    )
+    if entry is None:
+        raise NotFound(f"dlq message {dlq_id} not found")
+    return entry

@@ -11,7 +11,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from broker.models import LogEntry, Message
+from broker.models import DlqEntry, LogEntry, Message
 
 
 def ms(value: datetime | None) -> int | None:
@@ -129,4 +129,20 @@ def log_to_wire(entry: LogEntry) -> dict[str, Any]:
     if labels := message.label_list:
         data["label"] = labels[0]
         data["labels"] = labels
+    return data
+
+
+def dlq_to_wire(entry: DlqEntry) -> dict[str, Any]:
+    message = entry.message
+    data = message_to_wire(message)
+    data["dlqId"] = entry.dlq_id
+    data["responseStatus"] = message.last_response_status or 0
+    data["responseHeader"] = message.last_response_header or {}
+    if message.last_error:
+        data["error"] = message.last_error
+    body = bytes(message.last_response_body or b"")
+    try:
+        data["responseBody"] = body.decode("utf-8")
+    except UnicodeDecodeError:
+        data["responseBodyBase64"] = base64.b64encode(body).decode()
     return data
