@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from broker.models import Deduplication, LogEntry, Message, Payload
+from broker.models import Deduplication, Message, Payload
 from broker.publish_options import Limits, PublishOptions
 from broker.services.message_insert import messages_insert
 
@@ -93,6 +93,13 @@ def _build(draft: Draft, now: datetime) -> Message:
     )
 
 
+def _earlier(key: str, now: datetime) -> Message | None:
+    """The message that claimed ``key`` inside the window, if any."""
+    row = Deduplication.objects.select_related("message").filter(key=key, expires_at__gt=now)
+    first = row.first()
+    return first.message if first is not None else None
+
+
 def _claim_deduplication(key: str, message: Message, now: datetime) -> Message | None:
     """Record ``key`` for ``message``; return the earlier message when it is a duplicate.
 
@@ -153,15 +160,17 @@ def _publish_deduplicated(
             fresh.append(message)
             results.append(Published(message.message_id, message.url))
             continue
-        # The row must exist before the deduplication row points at it.
-        messages_insert([message], now=now)
-        original = _claim_deduplication(key, message, now)
+        original = _earlier(key, now)
+        if original is None:
+            # The row must exist before the deduplication row points at it.
+            messages_insert([message], now=now)
+            original = _claim_deduplication(key, message, now)
+            if original is not None:  # a concurrent publish of the same key won
+                message.delete()
         if original is None:
             fresh.append(message)
             results.append(Published(message.message_id, message.url))
-            continue
-        LogEntry.objects.filter(message=message).delete()
-        message.delete()
-        results.append(Published(original.message_id, original.url, deduplicated=True))
+        else:
+            results.append(Published(original.message_id, original.url, deduplicated=True))
     messages_insert([m for m in fresh if m.pk is None], now=now)
     return results
