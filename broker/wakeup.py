@@ -67,15 +67,9 @@ class DueRelay:
         """Hold the relay lock and LISTEN; False when another clock relays."""
         if self.conn is not None:
             return True
-        params = connection.settings_dict
-        conn = psycopg.connect(
-            dbname=params["NAME"],
-            user=params["USER"] or None,
-            password=params["PASSWORD"] or None,
-            host=params["HOST"] or None,
-            port=params["PORT"] or None,
-            autocommit=True,
-        )
+        # Django's own connection parameters (TLS options included), on a
+        # connection of its own: LISTEN must outlive Django's per-tick cleanup.
+        conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [RELAY_LOCK_KEY]).fetchone()
         if not (row and row[0]):
             conn.close()
