@@ -8,6 +8,7 @@ import redis
 from django.conf import settings
 
 from broker.models import LogEntry, Message
+from qstash_site.celery import app
 from tests.conftest import Receiver, Reply, Services, wait_until
 
 
@@ -49,8 +50,11 @@ def test_flushed_broker_loses_no_message_the_sweep_redelivers_from_postgres(
         client_sdk.message.publish(url=receiver.url(f"/flush/{n}"), body=f"m{n}").message_id
         for n in range(20)
     ]
-    # Every hint sent for those messages (by the publisher and the clock) is gone.
-    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    # Every hint sent for those messages (by the relay and the sweep) is gone.
+    if settings.CELERY_BROKER_URL.startswith("redis"):
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
+    else:
+        app.control.purge()
     assert receiver.received() == []
 
     services.worker.start()
