@@ -60,13 +60,20 @@ def parse_notification(payload: str) -> tuple[list[int], int]:
 class DueRelay:
     """The clock's listener: PostgreSQL notifications in, delivery hints out."""
 
+    # A clock that is not the relay asks again this often, not on every tick.
+    RETRY_SECONDS = 5.0
+
     def __init__(self) -> None:
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
+        self._last_try = -self.RETRY_SECONDS
 
     def _listen(self) -> bool:
         """Hold the relay lock and LISTEN; False when another clock relays."""
         if self.conn is not None:
             return True
+        if time.monotonic() - self._last_try < self.RETRY_SECONDS:
+            return False
+        self._last_try = time.monotonic()
         # Django's own connection parameters (TLS options included), on a
         # connection of its own: LISTEN must outlive Django's per-tick cleanup.
         conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
