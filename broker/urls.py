@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.urls import path, re_path
 
 from broker.api.dlq import DlqEntryView, DlqListView, DlqRetryManyView, DlqRetryView
+from broker.api.health import healthz
 from broker.api.keys import KeysRotateView, KeysView
 from broker.api.logs import LogsView
 from broker.api.messages import MessagesView, MessageView
@@ -10,6 +11,7 @@ from broker.api.publish import BatchView, PublishView
 from groups.api import UrlGroupEndpointsView, UrlGroupsView, UrlGroupView
 
 urlpatterns = [
+    path("healthz", healthz),
     re_path(r"^v2/publish/(?P<destination>.+)$", PublishView.as_view()),
     path("v2/batch", BatchView.as_view()),
     path("v2/messages", MessagesView.as_view()),
