@@ -89,6 +89,9 @@ class DestinationPolicy:
 
     def _address_error(self, address: str) -> str | None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            # ::ffff:10.0.0.1 reaches 10.0.0.1: judge it as the IPv4 address it is.
+            ip = ip.ipv4_mapped
         if any(ip in net for net in self.denied_networks):
             return f"destination address {ip} is denied by the destination policy"
         if self.allowed_networks and not any(ip in net for net in self.allowed_networks):

@@ -35,6 +35,8 @@ NOT_FORWARDED = {
 }
 
 CALLBACK_SETTINGS = ("method", "timeout", "retries", "retry-delay")
+# Message.deduplication_id holds this many characters.
+MAX_DEDUPLICATION_ID = 400
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,9 @@ class PublishOptions:
         are not duplicates of each other.
         """
         if self.deduplication_id:
-            return f"id:{destination if per_url else ''}:{self.deduplication_id}"
+            # Hashed: a URL has no length limit, the key column has.
+            scope = destination if per_url else ""
+            return "id:" + hashlib.sha256(f"{scope}\0{self.deduplication_id}".encode()).hexdigest()
         if not self.content_based_deduplication:
             return ""
         digest = hashlib.sha256()
@@ -101,8 +105,9 @@ class _Headers:
         self.items: list[tuple[str, str]] = [(k, v) for k, v in headers.items()]
         self.lower: dict[str, str] = {k.lower(): v for k, v in headers.items()}
         for name, value in query.items():
-            if name.lower().startswith("upstash-"):
-                self.lower.setdefault(name.lower(), value)
+            # A setting given as a header wins over its query-parameter form.
+            if name.lower().startswith("upstash-") and name.lower() not in self.lower:
+                self.lower[name.lower()] = value
                 self.items.append((name, value))
 
     def get(self, name: str) -> str | None:
@@ -197,7 +202,7 @@ def _redact_fields(value: str) -> list[str]:
             continue
         if item in ("body", "header", "headers"):
             fields.append("header" if item == "headers" else item)
-        elif item.startswith(("header[", "headers[")) and item.endswith("]"):
+        elif item.startswith(("header[", "headers[")) and item.endswith("]") and "[]" not in item:
             fields.append("header[" + item[item.index("[") + 1 : -1] + "]")
         else:
             raise ApplicationError(
@@ -216,6 +221,8 @@ def _callback_settings(h: _Headers, prefix: str, limits: Limits) -> dict[str, st
         settings["timeout"] = _duration(
             value, name=f"{prefix}-Timeout", high=limits.max_timeout_seconds
         )
+        if settings["timeout"] == 0:
+            raise ApplicationError(f"invalid {prefix}-Timeout: must be at least 1s")
     if (value := h.get(f"{prefix}-Retries")) is not None:
         settings["retries"] = _int(value, name=f"{prefix}-Retries", low=0, high=limits.max_retries)
     if (value := h.get(f"{prefix}-Retry-Delay")) is not None:
@@ -291,8 +298,10 @@ def parse_publish_options(
         opts.redact_fields = _redact_fields(value)
 
     if value := h.get("Upstash-Deduplication-Id"):
-        if len(value) > 500:
-            raise ApplicationError("invalid Upstash-Deduplication-Id: longer than 500 characters")
+        if len(value) > MAX_DEDUPLICATION_ID:
+            raise ApplicationError(
+                f"invalid Upstash-Deduplication-Id: longer than {MAX_DEDUPLICATION_ID} characters"
+            )
         opts.deduplication_id = value
     if (value := h.get("Upstash-Content-Based-Deduplication")) is not None:
         opts.content_based_deduplication = _bool(value, name="Upstash-Content-Based-Deduplication")
