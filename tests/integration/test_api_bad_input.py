@@ -8,9 +8,8 @@ import httpx
 import pytest
 
 from broker.models import LogEntry, Message
-from tests.conftest import TEST_TOKEN
+from tests.helpers import AUTH
 
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 DEST = "http://127.0.0.1:9/hook"
 JSON = {"Content-Type": "application/json"}
 

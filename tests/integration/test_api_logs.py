@@ -10,10 +10,10 @@ import pytest
 from qstash.log import LogState
 
 from broker.models import Message
-from tests.conftest import TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
+from tests.conftest import Reply, wait_until
+from tests.helpers import AUTH
 
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 WIRE_STATES = {
     "CREATED",
     "ACTIVE",

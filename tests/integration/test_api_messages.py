@@ -11,11 +11,11 @@ import pytest
 from django.utils import timezone
 from qstash.errors import QStashError
 
-from broker.models import LogEntry, Message
-from tests.conftest import TEST_TOKEN, wait_until
+from broker.models import Message
 from tests.conftest import Receiver as Destination
+from tests.conftest import wait_until
+from tests.helpers import AUTH, state, states_of
 
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 REQUIRED_MESSAGE_KEYS = {"messageId", "url", "method", "maxRetries", "notBefore", "createdAt"}
 
 
@@ -31,18 +31,6 @@ def publish_raw(
 
 def delayed(client_sdk: Any, url: str, **kwargs: Any) -> str:
     return str(client_sdk.message.publish(url=url, body="x", delay="1h", **kwargs).message_id)
-
-
-def states_of(message_id: str) -> list[str]:
-    return list(
-        LogEntry.objects.filter(message__message_id=message_id)
-        .order_by("pk")
-        .values_list("state", flat=True)
-    )
-
-
-def state(message_id: str) -> str:
-    return str(Message.objects.get(message_id=message_id).state)
 
 
 def wait_state(message_id: str, *states: str) -> None:

@@ -17,20 +17,16 @@ import httpx
 import jwt
 import pytest
 from django.utils import timezone
-from qstash import Receiver
 
 from broker.models import LogEntry, Message
 from tests.conftest import (
     TEST_CURRENT_KEY,
-    TEST_NEXT_KEY,
     TEST_TOKEN,
     Reply,
     wait_until,
 )
 from tests.conftest import Receiver as Destination
-
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
-VERIFIER = Receiver(current_signing_key=TEST_CURRENT_KEY, next_signing_key=TEST_NEXT_KEY)
+from tests.helpers import AUTH, VERIFIER, states_of
 
 
 def publish_raw(
@@ -38,14 +34,6 @@ def publish_raw(
 ) -> httpx.Response:
     return httpx.post(
         f"{live}/v2/publish/{url}", content=body, headers={**AUTH, **(headers or {})}, timeout=30
-    )
-
-
-def states_of(message_id: str) -> list[str]:
-    return list(
-        LogEntry.objects.filter(message__message_id=message_id)
-        .order_by("pk")
-        .values_list("state", flat=True)
     )
 
 

@@ -9,10 +9,9 @@ import httpx
 from qstash.message import BatchResponse, BatchUrlGroupResponse, prepare_batch_message_body
 
 from broker.models import Message, Payload
-from tests.conftest import TEST_TOKEN, wait_until
 from tests.conftest import Receiver as Destination
-
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+from tests.conftest import wait_until
+from tests.helpers import AUTH
 
 
 def batch_raw(live: str, payload: Any) -> httpx.Response:

@@ -8,19 +8,11 @@ import json
 from typing import Any
 
 import httpx
-from qstash import Receiver
 
 from broker.models import DlqEntry, LogEntry, Message
-from tests.conftest import TEST_CURRENT_KEY, TEST_NEXT_KEY, TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
-
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
-VERIFIER = Receiver(current_signing_key=TEST_CURRENT_KEY, next_signing_key=TEST_NEXT_KEY)
-
-
-def api(live: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {**AUTH, **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{live}{path}", headers=headers, timeout=30, **kwargs)
+from tests.conftest import Reply, wait_until
+from tests.helpers import AUTH, VERIFIER, api
 
 
 def b64(data: bytes) -> str:

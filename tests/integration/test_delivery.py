@@ -6,7 +6,6 @@ from typing import Any
 
 from qstash import Receiver
 
-from broker.models import LogEntry
 from tests.conftest import (
     TEST_CURRENT_KEY,
     TEST_NEXT_KEY,
@@ -15,14 +14,7 @@ from tests.conftest import (
 from tests.conftest import (
     Receiver as Destination,
 )
-
-
-def states_of(message_id: str) -> list[str]:
-    return list(
-        LogEntry.objects.filter(message__message_id=message_id)
-        .order_by("pk")
-        .values_list("state", flat=True)
-    )
+from tests.helpers import states_of
 
 
 def test_published_message_arrives_signed_with_body_and_headers(

@@ -9,16 +9,11 @@ import pytest
 from qstash.errors import QStashError
 
 from broker.models import DlqEntry, Message
-from tests.conftest import TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
+from tests.conftest import Reply, wait_until
+from tests.helpers import AUTH, api
 
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 BOOM = Reply(status=500, body=b"boom", headers={"X-Why": "broken"})
-
-
-def api(live: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {**AUTH, **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{live}{path}", headers=headers, timeout=30, **kwargs)
 
 
 def dead(

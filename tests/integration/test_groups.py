@@ -7,27 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
-from qstash import Receiver
 from qstash.errors import QStashError, SignatureError
 
 from broker.models import LogEntry, Message, Payload
 from groups.models import Endpoint, UrlGroup
-from tests.conftest import TEST_CURRENT_KEY, TEST_NEXT_KEY, TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
-
-AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
-VERIFIER = Receiver(current_signing_key=TEST_CURRENT_KEY, next_signing_key=TEST_NEXT_KEY)
-
-
-def api(live: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    headers = {**AUTH, **kwargs.pop("headers", {})}
-    return httpx.request(method, f"{live}{path}", headers=headers, timeout=30, **kwargs)
-
-
-def state(message_id: str) -> str:
-    return str(Message.objects.get(message_id=message_id).state)
+from tests.conftest import Reply, wait_until
+from tests.helpers import VERIFIER, api, state
 
 
 def wait_delivered(*message_ids: str) -> None:
