@@ -39,6 +39,8 @@ def _cancel_filters(request: Request) -> tuple[dict[str, list[str]], int | None]
     if not isinstance(body, dict):
         raise ApplicationError('invalid body: expected a JSON object such as {"messageIds": [...]}')
     for key, value in body.items():
+        if key == "count":
+            continue
         if key not in MESSAGE_FILTERS:
             unknown.add(key)
             continue
