@@ -42,26 +42,24 @@ def body_fields(body: bytes, *, redact: bool, text_key: str, base64_key: str) ->
         return {base64_key: base64.b64encode(body).decode()}
 
 
-def message_to_wire(message: Message) -> dict[str, Any]:
+def body_base64(message: Message) -> str:
+    """The body as logs and callbacks carry it: base64, or its redaction."""
+    if "body" in message.redact_fields:
+        return redacted(message.body)
+    return base64.b64encode(message.body).decode()
+
+
+def _common(message: Message) -> dict[str, Any]:
+    """The fields a message, a log entry and a DLQ entry all show, set ones only."""
     data: dict[str, Any] = {
         "messageId": message.message_id,
         "url": message.url,
         "method": message.method,
         "header": visible_header(message),
         "maxRetries": message.max_retries,
-        "notBefore": ms(message.not_before),
-        "createdAt": ms(message.created_at),
         "callerIP": message.caller_ip,
         "callerIp": message.caller_ip,
     }
-    data.update(
-        body_fields(
-            message.body,
-            redact="body" in message.redact_fields,
-            text_key="body",
-            base64_key="bodyBase64",
-        )
-    )
     optional = {
         "topicName": message.topic_name,
         "endpointName": message.endpoint_name,
@@ -69,8 +67,6 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         "scheduleId": message.schedule_id,
         "callback": message.callback,
         "failureCallback": message.failure_callback,
-        "callbackHeader": message.callback_header,
-        "failureCallbackHeader": message.failure_callback_header,
         "retryDelayExpression": message.retry_delay_expression,
         "flowControlKey": message.flow_control_key,
         "parallelism": message.flow_control_parallelism,
@@ -84,41 +80,40 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     return data
 
 
+def message_to_wire(message: Message) -> dict[str, Any]:
+    data = _common(message)
+    data["notBefore"] = ms(message.not_before)
+    data["createdAt"] = ms(message.created_at)
+    data.update(
+        body_fields(
+            message.body,
+            redact="body" in message.redact_fields,
+            text_key="body",
+            base64_key="bodyBase64",
+        )
+    )
+    if message.callback_header:
+        data["callbackHeader"] = message.callback_header
+    if message.failure_callback_header:
+        data["failureCallbackHeader"] = message.failure_callback_header
+    return data
+
+
 def log_to_wire(entry: LogEntry) -> dict[str, Any]:
     message = entry.message
-    data: dict[str, Any] = {
-        "time": ms(entry.time),
-        "messageId": message.message_id,
-        "state": entry.state,
-        "url": message.url,
-        "method": message.method,
-        "header": visible_header(message),
-        "body": redacted(message.body)
-        if "body" in message.redact_fields
-        else base64.b64encode(message.body).decode(),
-        "maxRetries": message.max_retries,
-        "timeout": message.timeout_seconds * 1000,
-        "callerIP": message.caller_ip,
-        "callerIp": message.caller_ip,
-    }
+    data = _common(message)
+    data["time"] = ms(entry.time)
+    data["state"] = entry.state
+    data["body"] = body_base64(message)
+    data["timeout"] = message.timeout_seconds * 1000
     optional: dict[str, Any] = {
-        "topicName": message.topic_name,
-        "endpointName": message.endpoint_name,
-        "queueName": message.queue_name,
-        "scheduleId": message.schedule_id,
         "error": entry.error,
         "nextDeliveryTime": ms(entry.next_delivery_time),
         "responseStatus": entry.response_status,
-        "callback": message.callback,
+        # The PY SDK reads these spellings; the docs use the ones above.
         "callbackHeaders": message.callback_header,
-        "failureCallback": message.failure_callback,
         "failureCallbackHeaders": message.failure_callback_header,
-        "retryDelayExpression": message.retry_delay_expression,
         "retryDelayExpr": message.retry_delay_expression,
-        "flowControlKey": message.flow_control_key,
-        "parallelism": message.flow_control_parallelism,
-        "rate": message.flow_control_rate,
-        "period": message.flow_control_period,
     }
     data.update({k: v for k, v in optional.items() if v})
     if entry.response_header:
@@ -126,9 +121,6 @@ def log_to_wire(entry: LogEntry) -> dict[str, Any]:
         data["responseHeaders"] = entry.response_header
     if entry.response_body is not None and entry.response_status is not None:
         data["responseBody"] = base64.b64encode(bytes(entry.response_body)).decode()
-    if labels := message.label_list:
-        data["label"] = labels[0]
-        data["labels"] = labels
     return data
 
 
@@ -140,9 +132,12 @@ def dlq_to_wire(entry: DlqEntry) -> dict[str, Any]:
     data["responseHeader"] = message.last_response_header or {}
     if message.last_error:
         data["error"] = message.last_error
-    body = bytes(message.last_response_body or b"")
-    try:
-        data["responseBody"] = body.decode("utf-8")
-    except UnicodeDecodeError:
-        data["responseBodyBase64"] = base64.b64encode(body).decode()
+    data.update(
+        body_fields(
+            bytes(message.last_response_body or b""),
+            redact=False,
+            text_key="responseBody",
+            base64_key="responseBodyBase64",
+        )
+    )
     return data

@@ -14,14 +14,13 @@ from broker.http import HttpResult
 from broker.models import Message, Payload
 from broker.publish_options import PublishOptions
 from broker.services.publish import Draft
-from broker.wire import ms, redacted, visible_header
+from broker.wire import body_base64, ms, visible_header
 
 
 def callback_body(
     message: Message, result: HttpResult, *, retried: int, dlq_id: str | None = None
 ) -> dict[str, Any]:
     """The JSON a callback receives about one attempt of ``message``."""
-    source_body = message.body
     body: dict[str, Any] = {
         "status": result.status or 0,
         "header": result.headers,
@@ -32,9 +31,7 @@ def callback_body(
         "url": message.url,
         "method": message.method,
         "sourceHeader": visible_header(message),
-        "sourceBody": redacted(source_body)
-        if "body" in message.redact_fields
-        else base64.b64encode(source_body).decode(),
+        "sourceBody": body_base64(message),
         "notBefore": ms(message.not_before),
         "createdAt": ms(message.created_at),
         "callerIP": message.caller_ip,
