@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,12 +51,13 @@ from tests.bench.infra import (
     pct,
     post,
     queue_length,
+    run_step,
     start_clock,
     start_gunicorn,
     start_sink,
     start_worker,
 )
-from tests.bench.procs import ROOT, Deadline, Proc
+from tests.bench.procs import Deadline, Proc
 from tests.bench.sink import SinkClient
 
 BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "320"))
@@ -249,17 +249,8 @@ def delivery_baseline(env: Env, sink: SinkClient, deadline: Deadline) -> Deliver
     sink.reset()
     started = time.monotonic()
     argv = [sys.executable, "-m", "tests.bench.baseline_celery", str(count), sink.url("/d")]
-    out = subprocess.run(
-        [*argv, BODY.decode()],
-        cwd=ROOT,
-        env=env.baseline_worker(),
-        capture_output=True,
-        text=True,
-        timeout=max(10.0, min(120.0, deadline.left())),
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"enqueueing the baseline tasks failed:\n{out.stderr[-3000:]}")
+    argv.append(BODY.decode())
+    run_step("enqueueing the baseline tasks", argv, env.baseline_worker(), deadline)
     log(f"delivery baseline: {count} tasks enqueued in {time.monotonic() - started:.1f}s")
     worker = start_worker(
         "worker-baseline",
@@ -285,18 +276,10 @@ def seed(env: Env, db: Database, sink: SinkClient, count: int, deadline: Deadlin
     """Publish ``count`` due messages through the product's service; return the hints queued."""
     db.purge()
     flush_redis(env, PRODUCT_REDIS_DB)
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.bench.seed", "--count", str(count), "--url", sink.url("/d")],
-        cwd=ROOT,
-        env=env.product(),
-        capture_output=True,
-        text=True,
-        timeout=max(10.0, min(120.0, deadline.left())),
-        check=False,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"seeding failed:\n{out.stdout}\n{out.stderr[-3000:]}")
-    seeded = json.loads(out.stdout.strip().splitlines()[-1])
+    argv = [sys.executable, "-m", "tests.bench.seed", "--count", str(count)]
+    argv += ["--url", sink.url("/d")]
+    stdout = run_step("seeding", argv, env.product(), deadline)
+    seeded = json.loads(stdout.strip().splitlines()[-1])
     total, pending = db.counts()
     if total != count or pending != count:
         raise RuntimeError(f"seeded {total} messages ({pending} pending), wanted {count}")

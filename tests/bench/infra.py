@@ -202,19 +202,26 @@ def queue_length(env: Env, db: int, queue: str) -> int:
         client.close()
 
 
-def migrate(env: Env, deadline: Deadline) -> None:
-    """``manage.py migrate`` on the benchmark database."""
+def run_step(what: str, argv: list[str], env: dict[str, str], deadline: Deadline) -> str:
+    """Run one short Python step from the repository root; its stdout, or raise with its output."""
     out = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        argv,
         cwd=ROOT,
-        env=env.product(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=max(10.0, min(120.0, deadline.left())),
         check=False,
     )
     if out.returncode != 0:
-        raise RuntimeError(f"migrate failed:\n{out.stdout}\n{out.stderr}")
+        raise RuntimeError(f"{what} failed:\n{out.stdout}\n{out.stderr[-3000:]}")
+    return out.stdout
+
+
+def migrate(env: Env, deadline: Deadline) -> None:
+    """``manage.py migrate`` on the benchmark database."""
+    argv = [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"]
+    run_step("migrate", argv, env.product(), deadline)
 
 
 def start_sink(env: Env, deadline: Deadline) -> tuple[Proc, SinkClient]:
