@@ -34,7 +34,6 @@ NOT_FORWARDED = {
     "user-agent",
 }
 
-CALLBACK_SETTINGS = ("method", "timeout", "retries", "retry-delay")
 # Message.deduplication_id holds this many characters.
 MAX_DEDUPLICATION_ID = 400
 

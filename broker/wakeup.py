@@ -32,6 +32,9 @@ CHANNEL = "qstash_due"
 # A notification payload holds at most 8000 bytes: past this many ids it says
 # "*<count>" and the relay sends id-less hints instead.
 MAX_IDS_PER_NOTIFY = 200
+# Id-less hints sent at once at most: enough to keep every worker process busy;
+# a full batch sends its own follow-up (tasks.deliver_messages).
+MAX_ANONYMOUS_HINTS = 8
 # One relay per database at a time; other clocks only sweep.
 RELAY_LOCK_KEY = 0x51_57_A5_4D
 
@@ -111,7 +114,8 @@ class DueRelay:
             ids += named
             counted += count
         if ids or counted:
-            anonymous = min(math.ceil(counted / settings.QSTASH_DELIVERY_BATCH), 8)
+            batches = math.ceil(counted / settings.QSTASH_DELIVERY_BATCH)
+            anonymous = min(batches, MAX_ANONYMOUS_HINTS)
             send_hints(ids, anonymous=anonymous)
 
     def close(self) -> None:

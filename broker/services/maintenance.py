@@ -10,12 +10,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from broker.models import Deduplication, DlqEntry, LogEntry, Message, Payload
+from broker.wakeup import MAX_ANONYMOUS_HINTS, send_hints
 
 logger = logging.getLogger(__name__)
-
-# Hints sent per sweep at most: enough to keep every worker process busy; a
-# full batch sends its own follow-up (tasks.deliver_messages).
-MAX_HINTS_PER_SWEEP = 8
 
 
 def delivery_sweep() -> int:
@@ -26,13 +23,10 @@ def delivery_sweep() -> int:
     Several clocks may run; extra hints only cost an empty claim.
     """
     from broker.services.delivery import messages_due_count
-    from broker.tasks import deliver_messages
 
     batch = settings.QSTASH_DELIVERY_BATCH
-    due = messages_due_count(limit=batch * MAX_HINTS_PER_SWEEP)
-    hints = math.ceil(due / batch)
-    for _ in range(hints):
-        deliver_messages.apply_async()
+    hints = math.ceil(messages_due_count(limit=batch * MAX_ANONYMOUS_HINTS) / batch)
+    send_hints([], anonymous=hints)
     return hints
 
 
