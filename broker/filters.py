@@ -115,9 +115,12 @@ def page_cursor(query: QueryDict) -> int | None:
     if raw in (None, ""):
         return None
     try:
-        return int(raw.split("-")[-1])
+        cursor = int(raw.split("-")[-1])
     except ValueError:
-        raise ApplicationError(f"invalid cursor: {raw!r}") from None
+        cursor = -1
+    if not 0 <= cursor < 2**63:
+        raise ApplicationError(f"invalid cursor: {raw!r}")
+    return cursor
 
 
 def page_order(query: QueryDict, *, default: str) -> str:

@@ -2,27 +2,48 @@
 
 One pooled urllib3 manager per process (keep-alive, thread-safe), the message's
 own timeout, a cap on the response body kept, no redirects followed, and the
-destination policy checked before any connection. ``send`` returns a result and
-never raises into a task: an error is a readable string on the result.
+destination policy applied where the socket is opened: the host name is judged
+before DNS, the name is resolved once (inside the message's timeout), every
+address is judged, and the socket connects to a judged address. urllib3 is the
+only URL parser on this path, so what is checked is what is connected to.
+``send`` returns a result and never raises into a task: an error is a readable
+string on the result.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import Any
 
 import urllib3
 from django.conf import settings
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import connection as urllib3_connection
+
+from broker.destination_policy import DENIED, DestinationPolicy
 
 logger = logging.getLogger(__name__)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# What framing and routing the broker owns: never sent as given by a client,
+# whatever stored row or code path the header list came from.
+NOT_SENT = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+    }
+)
 
 
 @dataclass
@@ -45,80 +66,82 @@ class HttpResult:
         return None
 
 
-class DestinationPolicy:
-    """Which hosts and networks may be called. Checked before DNS where it can be.
+class DestinationRefused(urllib3.exceptions.NewConnectionError):
+    """The policy refused the host or one of its addresses; no socket was opened."""
 
-    - ``allowed_hosts``: exact names or ``*.suffix``; when set, any other host is
-      refused without a DNS lookup (an IP literal is compared as written).
-    - ``denied_networks`` and ``allowed_networks``: every address the host
-      resolves to must be outside the first and, when set, inside the second.
-    """
+    def __init__(self, conn: Any, reason: str) -> None:
+        super().__init__(conn, reason)
+        self.reason = reason
 
-    def __init__(
-        self,
-        *,
-        allowed_hosts: Iterable[str] = (),
-        allowed_networks: Iterable[str] = (),
-        denied_networks: Iterable[str] = (),
-    ) -> None:
-        self.allowed_hosts = [h.lower().strip("[]") for h in allowed_hosts]
-        self.allowed_networks: list[Network] = [
-            ipaddress.ip_network(n, strict=False) for n in allowed_networks
-        ]
-        self.denied_networks: list[Network] = [
-            ipaddress.ip_network(n, strict=False) for n in denied_networks
-        ]
 
-    @classmethod
-    def from_settings(cls) -> DestinationPolicy:
-        return cls(
-            allowed_hosts=settings.QSTASH_ALLOWED_HOSTS,
-            allowed_networks=settings.QSTASH_ALLOWED_NETWORKS,
-            denied_networks=settings.QSTASH_DENIED_NETWORKS,
-        )
+# getaddrinfo cannot be given a timeout; a small pool lets the caller stop waiting.
+_resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qstash-dns")
 
-    def _host_allowed(self, host: str) -> bool:
-        if not self.allowed_hosts:
-            return True
-        for pattern in self.allowed_hosts:
-            if pattern.startswith("*.") and host.endswith(pattern[1:]):
-                return True
-            if host == pattern:
-                return True
-        return False
 
-    def _address_error(self, address: str) -> str | None:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            # ::ffff:10.0.0.1 reaches 10.0.0.1: judge it as the IPv4 address it is.
-            ip = ip.ipv4_mapped
-        if any(ip in net for net in self.denied_networks):
-            return f"destination address {ip} is denied by the destination policy"
-        if self.allowed_networks and not any(ip in net for net in self.allowed_networks):
-            return f"destination address {ip} is not allowed by the destination policy"
-        return None
+def _resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...]]:
+    future = _resolver.submit(
+        socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return future.result(timeout=timeout)  # TimeoutError when DNS is slower than that
 
-    def check(self, url: str) -> str | None:
-        """None when ``url`` may be called, else the reason it may not."""
-        host = (urlsplit(url).hostname or "").lower()
-        if not host:
-            return "destination url has no host"
-        if not self._host_allowed(host):
-            return f"destination host {host} is not allowed by the destination policy"
-        if not (self.denied_networks or self.allowed_networks):
-            return None
+
+def _open_checked(conn: HTTPConnection) -> socket.socket:
+    """What ``HTTPConnection._new_conn`` does, connecting only to judged addresses."""
+    policy = _resources()[1]
+    host = conn._dns_host
+    if reason := policy.host_error(host):
+        raise DestinationRefused(conn, reason)
+    timeout = conn.timeout if isinstance(conn.timeout, float | int) else None
+    try:
+        infos = _resolve(host, conn.port or 80, timeout)
+    except socket.gaierror as exc:
+        raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:
+        raise urllib3.exceptions.ConnectTimeoutError(conn, f"timed out resolving {host}") from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise urllib3.exceptions.NameResolutionError(conn.host, conn, socket.gaierror(host))
+    if policy.checks_addresses and not all(policy.address_allowed(a) for a in addresses):
+        # The address is not named: a token holder must not learn internal IPs.
+        raise DestinationRefused(conn, f"destination host {host} {DENIED}")
+    error: OSError | None = None
+    for address in addresses:
         try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-            except OSError as exc:
-                return f"could not resolve host {host}: {exc}"
-            addresses = sorted({str(info[4][0]) for info in infos})
-        for address in addresses:
-            if error := self._address_error(address):
-                return error
-        return None
+            return urllib3_connection.create_connection(
+                (address, conn.port),
+                conn.timeout,
+                source_address=conn.source_address,
+                socket_options=conn.socket_options,
+            )
+        except TimeoutError as exc:
+            raise urllib3.exceptions.ConnectTimeoutError(
+                conn, f"connection to {host} timed out"
+            ) from exc
+        except OSError as exc:
+            error = exc
+    raise urllib3.exceptions.NewConnectionError(
+        conn, f"Failed to establish a new connection: {error}"
+    )
+
+
+class _CheckedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _open_checked(self)
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    # The socket goes to the checked address; TLS still verifies and sends SNI
+    # for the host name (urllib3 wraps this socket using self.host).
+    def _new_conn(self) -> socket.socket:
+        return _open_checked(self)
+
+
+class _HTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _HTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
 
 
 _pool: tuple[int, urllib3.PoolManager, DestinationPolicy] | None = None
@@ -132,6 +155,7 @@ def _resources() -> tuple[urllib3.PoolManager, DestinationPolicy]:
         manager = urllib3.PoolManager(
             num_pools=256, maxsize=max(4, settings.QSTASH_DELIVERY_THREADS), block=False
         )
+        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         _pool = (os.getpid(), manager, DestinationPolicy.from_settings())
     return _pool[1], _pool[2]
 
@@ -152,14 +176,12 @@ def send(
 ) -> HttpResult:
     """Send one request. Never raises: failures come back as ``HttpResult.error``."""
     started = time.monotonic()
-    manager, policy = _resources()
+    manager, _ = _resources()
     result = HttpResult()
-    if refusal := policy.check(url):
-        result.error = refusal
-        return result
     request_headers = urllib3.HTTPHeaderDict()
     for name, value in headers:
-        request_headers.add(name, value)
+        if name.lower() not in NOT_SENT and not name.lower().startswith("proxy-"):
+            request_headers.add(name, value)
     cap = settings.QSTASH_RESPONSE_BODY_CAP
     try:
         response = manager.request(
@@ -182,7 +204,9 @@ def send(
                 response.close()
         finally:
             response.release_conn()
-    # urllib3 derives both connection errors from its TimeoutError: test them first.
+    # urllib3 derives these connection errors from its TimeoutError: test them first.
+    except DestinationRefused as exc:
+        result.error = exc.reason
     except urllib3.exceptions.NameResolutionError as exc:
         result.error = f"could not resolve host: {_reason(exc)}"
     except urllib3.exceptions.NewConnectionError as exc:

@@ -13,29 +13,21 @@ from datetime import datetime, timedelta
 
 from broker.durations import DurationError, parse_duration
 from broker.errors import ApplicationError
+from broker.header_check import check_headers, forwardable
 from broker.retry_delay import RetryDelay, RetryDelayError
 from broker.urls_check import validate_http_url
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
-# Headers never forwarded by Upstash-Header-Forward: the caller's credentials,
-# hop-by-hop headers and what the delivery sets itself.
-NOT_FORWARDED = {
-    "authorization",
-    "host",
-    "content-length",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "proxy-authorization",
-    "accept-encoding",
-    "user-agent",
-}
+# Headers never forwarded by Upstash-Header-Forward, beyond what no forward may
+# carry (header_check.forwardable): the caller's credentials and what the
+# delivery sets itself.
+NOT_FORWARDED = {"authorization", "accept-encoding", "user-agent"}
 
-# Message.deduplication_id holds this many characters.
+# The columns' sizes: Message.deduplication_id and Message.flow_control_key.
 MAX_DEDUPLICATION_ID = 400
+MAX_FLOW_CONTROL_KEY = 200
+MAX_LABEL_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -45,6 +37,9 @@ class Limits:
     max_delay_seconds: int = 365 * 86400
     max_timeout_seconds: int = 900
     default_timeout_seconds: int = 30
+    max_headers: int = 100
+    max_header_bytes: int = 64 * 1024
+    max_labels: int = 50
 
 
 @dataclass
@@ -210,6 +205,20 @@ def _redact_fields(value: str) -> list[str]:
     return fields
 
 
+def _labels(value: str, limits: Limits) -> list[str]:
+    labels = list(dict.fromkeys(label.strip() for label in value.split(",") if label.strip()))
+    if len(labels) > limits.max_labels:
+        raise ApplicationError(
+            f"invalid Upstash-Label: {len(labels)} labels; the maximum is {limits.max_labels}"
+        )
+    if too_long := [label for label in labels if len(label) > MAX_LABEL_LENGTH]:
+        raise ApplicationError(
+            f"invalid Upstash-Label: {too_long[0][:40]!r}... is longer than "
+            f"{MAX_LABEL_LENGTH} characters"
+        )
+    return labels
+
+
 def _callback_settings(h: _Headers, prefix: str, limits: Limits) -> dict[str, str | int]:
     settings: dict[str, str | int] = {}
     if h.get(f"{prefix}-Delay"):
@@ -238,6 +247,7 @@ def parse_publish_options(
 ) -> PublishOptions:
     """Read every per-message setting of a publish request; raise ApplicationError on bad input."""
     h = _Headers(headers, query)
+    check_headers(h.items, max_count=limits.max_headers, max_bytes=limits.max_header_bytes)
     opts = PublishOptions(
         retries=limits.default_retries, timeout_seconds=limits.default_timeout_seconds
     )
@@ -247,7 +257,7 @@ def parse_publish_options(
     ):
         for name, header_value in headers.items():
             lname = name.lower()
-            if lname.startswith("upstash-") or lname in NOT_FORWARDED:
+            if lname.startswith("upstash-") or lname in NOT_FORWARDED or not forwardable(lname):
                 continue
             opts.header.setdefault(name, []).append(header_value)
     for name, values in _prefixed(h.items, "upstash-forward-").items():
@@ -292,7 +302,7 @@ def parse_publish_options(
     opts.failure_callback_settings = _callback_settings(h, "Upstash-Failure-Callback", limits)
 
     if value := h.get("Upstash-Label"):
-        opts.labels = [label.strip() for label in value.split(",") if label.strip()]
+        opts.labels = _labels(value, limits)
     if value := h.get("Upstash-Redact-Fields"):
         opts.redact_fields = _redact_fields(value)
 
@@ -306,6 +316,10 @@ def parse_publish_options(
         opts.content_based_deduplication = _bool(value, name="Upstash-Content-Based-Deduplication")
 
     if value := h.get("Upstash-Flow-Control-Key"):
+        if len(value) > MAX_FLOW_CONTROL_KEY:
+            raise ApplicationError(
+                f"invalid Upstash-Flow-Control-Key: longer than {MAX_FLOW_CONTROL_KEY} characters"
+            )
         opts.flow_control.key = value
         if fc_value := h.get("Upstash-Flow-Control-Value"):
             (

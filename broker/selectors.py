@@ -79,9 +79,12 @@ def dlq_entries(*, query: QueryDict | dict[str, list[str]]) -> QuerySet[DlqEntry
     where = message_q(query, prefix="message__", date_field="created_at")
     if statuses := values(query, "responseStatus"):
         try:
-            where &= Q(message__last_response_status__in=[int(s) for s in statuses])
+            codes = [int(s) for s in statuses]
+            if not all(100 <= code <= 999 for code in codes):
+                raise ValueError
+            where &= Q(message__last_response_status__in=codes)
         except ValueError:
-            raise ApplicationError("invalid responseStatus: expected an integer") from None
+            raise ApplicationError("invalid responseStatus: expected an HTTP status code") from None
     return entries.filter(where)
 
 

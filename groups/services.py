@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from broker.errors import ApplicationError, NotFound
+from broker.header_check import check_headers
 from broker.urls_check import validate_http_url
 from groups.models import Endpoint, UrlGroup
 
@@ -23,10 +25,19 @@ def validate_name(name: str, *, field: str = "url group name") -> str:
     return name
 
 
+def _too_many_endpoints(count: int) -> str:
+    return (
+        f"invalid endpoints: the group would have {count} endpoints; the maximum is "
+        f"{settings.QSTASH_MAX_GROUP_ENDPOINTS} (QSTASH_MAX_GROUP_ENDPOINTS)"
+    )
+
+
 def _endpoint_specs(endpoints: Any, *, need_url: bool) -> list[tuple[str, str]]:
     """Validate ``[{"url", "name"?}]`` into (url, name) pairs."""
     if not isinstance(endpoints, list) or not endpoints:
         raise ApplicationError("invalid endpoints: expected a non-empty array of {url, name}")
+    if len(endpoints) > settings.QSTASH_MAX_GROUP_ENDPOINTS:
+        raise ApplicationError(_too_many_endpoints(len(endpoints)))
     specs = []
     for index, item in enumerate(endpoints):
         if not isinstance(item, dict):
@@ -61,6 +72,9 @@ def url_group_upsert_endpoints(*, name: str, endpoints: Any) -> UrlGroup:
     )
     for url, endpoint_name in specs:
         Endpoint.objects.update_or_create(group=group, url=url, defaults={"name": endpoint_name})
+    if (count := group.endpoints.count()) > settings.QSTASH_MAX_GROUP_ENDPOINTS:
+        # Raised inside the transaction: nothing of this request is kept.
+        raise ApplicationError(_too_many_endpoints(count))
     if not created:
         group.updated_at = now
         group.save(update_fields=["updated_at"])
@@ -110,7 +124,16 @@ def validate_default_headers(headers: Any) -> dict[str, str | list[str]]:
         isinstance(k, str) and is_value(v) for k, v in headers.items()
     ):
         raise ApplicationError("invalid headers: expected an object of name to string or strings")
+    check_headers(
+        ((name, v) for name, value in headers.items() for v in _as_list(value)),
+        max_count=settings.QSTASH_MAX_HEADERS,
+        max_bytes=settings.QSTASH_MAX_HEADER_BYTES,
+    )
     return headers
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
 
 
 def url_group_set_headers(*, name: str, headers: Any) -> UrlGroup:

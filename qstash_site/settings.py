@@ -44,6 +44,39 @@ SECRET_KEY = os.environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
 DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 
+# --- HTTPS and cookies ---------------------------------------------------------
+# Secure by default in production, off with DEBUG so `make run` works over http.
+# A console reached over plain http needs both cookie settings off (browsers
+# drop Secure cookies set over http).
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+# SecurityMiddleware sends HSTS only on https responses and browsers ignore it
+# over http, so the default cannot lock out a plain-http deployment or an SDK.
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# The header a TLS-terminating proxy sets to "https", e.g. X-Forwarded-Proto.
+# Set it only behind a proxy that overwrites it: a client could send it too.
+_proxy_ssl_header = os.environ.get("SECURE_PROXY_SSL_HEADER", "").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+# Full origins (https://qstash.example.com) allowed to POST to the console.
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS")
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_SSL_REDIRECT:
+    # W008 (no http->https redirect): SDK clients on internal plain-http networks
+    # must reach the API as they are; a redirect would break them. Redirect at the
+    # proxy, or set SECURE_SSL_REDIRECT=1 when every client speaks https.
+    SILENCED_SYSTEM_CHECKS.append("security.W008")
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    # W005: other hosts under this domain may still serve http; the operator opts in.
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    # W021: preload lists are hard to leave and bind the whole domain; opt in.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -58,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "broker.api.edge.ApiEdgeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -107,15 +141,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-# The API answers every request body itself; the cap on a message body is
-# QSTASH_MAX_BODY_BYTES, checked in the publish view with a readable error.
-DATA_UPLOAD_MAX_MEMORY_SIZE = None
-
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["broker.api.auth.QStashTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["broker.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "broker.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -180,13 +210,40 @@ QSTASH_LOG_RETENTION_DAYS = envint("QSTASH_LOG_RETENTION_DAYS", 14)
 QSTASH_DLQ_RETENTION_DAYS = envint("QSTASH_DLQ_RETENTION_DAYS", 7)
 QSTASH_DELIVERED_RETENTION_HOURS = envint("QSTASH_DELIVERED_RETENTION_HOURS", 24)
 
-# Destination policy, checked before any connection (broker/http.py).
-# Hosts: exact names or "*.suffix"; empty allows any host. Networks: CIDRs.
+# Destination policy, applied where each outbound socket is opened (broker/http.py,
+# broker/destination_policy.py). Hosts: exact names or "*.suffix"; when set, any
+# other host is refused before DNS. Denied networks: CIDRs no address may be in.
+# Allowed networks: exceptions carved out of the denied ones (they refuse nothing).
 QSTASH_ALLOWED_HOSTS = envlist("QSTASH_ALLOWED_HOSTS")
 QSTASH_ALLOWED_NETWORKS = envlist("QSTASH_ALLOWED_NETWORKS")
-_PRIVATE_NETWORKS = (
-    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,169.254.0.0/16,"
-    "fe80::/10,fc00::/7,0.0.0.0/8,::/128,100.64.0.0/10"
+# Every range that is not the public internet (IANA special-purpose registries):
+# this host, private, shared (CGNAT), loopback, link-local, protocol assignments,
+# documentation, 6to4 relay, benchmarking, multicast, reserved and broadcast;
+# IPv6 unspecified/loopback/IPv4-compatible, NAT64, discard, Teredo and protocol
+# assignments, documentation, 6to4, unique-local, link-local, site-local and
+# multicast. IPv4-mapped and 6to4 IPv6 addresses are also judged as the IPv4
+# address they carry.
+DEFAULT_DENIED_NETWORKS = (
+    "0.0.0.0/8,10.0.0.0/8,100.64.0.0/10,127.0.0.0/8,169.254.0.0/16,172.16.0.0/12,"
+    "192.0.0.0/24,192.0.2.0/24,192.88.99.0/24,192.168.0.0/16,198.18.0.0/15,"
+    "198.51.100.0/24,203.0.113.0/24,224.0.0.0/4,240.0.0.0/4,"
+    "::/96,64:ff9b::/96,64:ff9b:1::/48,100::/64,2001::/23,2001:db8::/32,2002::/16,"
+    "fc00::/7,fe80::/10,fec0::/10,ff00::/8"
 )
 # A laptop delivers to localhost; a production server must not reach its own network.
-QSTASH_DENIED_NETWORKS = envlist("QSTASH_DENIED_NETWORKS", "" if DEBUG else _PRIVATE_NETWORKS)
+QSTASH_DENIED_NETWORKS = envlist("QSTASH_DENIED_NETWORKS", "" if DEBUG else DEFAULT_DENIED_NETWORKS)
+
+# --- Caps on what one request may ask for (a 413 or 400 names the limit) ---------
+# Any API request body; a message body is capped by QSTASH_MAX_BODY_BYTES.
+QSTASH_MAX_REQUEST_BYTES = envint("QSTASH_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = QSTASH_MAX_REQUEST_BYTES
+QSTASH_MAX_BATCH_ITEMS = envint("QSTASH_MAX_BATCH_ITEMS", 1000)
+# Messages one request may create, a URL group's fan-out counted.
+QSTASH_MAX_MESSAGES_PER_REQUEST = envint("QSTASH_MAX_MESSAGES_PER_REQUEST", 10_000)
+QSTASH_MAX_GROUP_ENDPOINTS = envint("QSTASH_MAX_GROUP_ENDPOINTS", 1000)
+QSTASH_MAX_LABELS = envint("QSTASH_MAX_LABELS", 50)
+# Headers of one publish (or batch item), and their names and values together.
+QSTASH_MAX_HEADERS = envint("QSTASH_MAX_HEADERS", 100)
+QSTASH_MAX_HEADER_BYTES = envint("QSTASH_MAX_HEADER_BYTES", 64 * 1024)
+# Nesting of any JSON request body.
+QSTASH_MAX_JSON_DEPTH = envint("QSTASH_MAX_JSON_DEPTH", 32)

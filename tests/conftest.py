@@ -33,10 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_TOKEN = "test-token-0123456789abcdefghijklmnopqrstuvwxyz"
 TEST_CURRENT_KEY = "sig_TestCurrentKey1234567890abcdefgh"
 TEST_NEXT_KEY = "sig_TestNextKey1234567890abcdefghijk"
+# Loopback only: every other host fails before DNS, every other address is denied.
 LOOPBACK_POLICY = {
     "QSTASH_ALLOWED_HOSTS": ["127.0.0.1", "localhost", "::1"],
     "QSTASH_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
-    "QSTASH_DENIED_NETWORKS": [],
+    "QSTASH_DENIED_NETWORKS": ["0.0.0.0/0", "::/0"],
 }
 
 
@@ -225,7 +226,7 @@ def _subprocess_env() -> dict[str, str]:
         QSTASH_NEXT_SIGNING_KEY=TEST_NEXT_KEY,
         QSTASH_ALLOWED_HOSTS=",".join(LOOPBACK_POLICY["QSTASH_ALLOWED_HOSTS"]),
         QSTASH_ALLOWED_NETWORKS=",".join(LOOPBACK_POLICY["QSTASH_ALLOWED_NETWORKS"]),
-        QSTASH_DENIED_NETWORKS="",
+        QSTASH_DENIED_NETWORKS=",".join(LOOPBACK_POLICY["QSTASH_DENIED_NETWORKS"]),
         # Short leases so the killed-worker test recovers in seconds.
         QSTASH_LEASE_MARGIN_SECONDS="2",
         PYTHONUNBUFFERED="1",

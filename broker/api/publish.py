@@ -19,6 +19,8 @@ from groups.selectors import url_groups_by_name
 
 # Proxies may collapse "https://" in a path to "https:/".
 COLLAPSED_SCHEME = re.compile(r"^(https?):/+", re.IGNORECASE)
+# HTTP clients percent-encode the brackets of an IPv6 destination in our path.
+ENCODED_IPV6_HOST = re.compile(r"^(https?://)%5B([0-9A-Fa-f:.]+)%5D", re.IGNORECASE)
 
 
 def _is_config_param(pair: str) -> bool:
@@ -36,6 +38,7 @@ def split_destination(request: Request, prefix: str) -> tuple[str, dict[str, str
     path, _, query = raw.partition("?")
     destination = path[path.index(prefix) + len(prefix) :] if prefix in path else ""
     destination = COLLAPSED_SCHEME.sub(lambda m: m.group(1).lower() + "://", destination)
+    destination = ENCODED_IPV6_HOST.sub(r"\1[\2]", destination)
     kept = [pair for pair in query.split("&") if pair and not _is_config_param(pair)]
     if kept:
         destination += "?" + "&".join(kept)
@@ -61,6 +64,15 @@ def read_body(request: Request) -> bytes:
     return body
 
 
+def check_fan_out(count: int) -> None:
+    """One request may create at most QSTASH_MAX_MESSAGES_PER_REQUEST messages, fan-out counted."""
+    if count > settings.QSTASH_MAX_MESSAGES_PER_REQUEST:
+        raise ApplicationError(
+            f"this request would create {count} messages; the maximum is "
+            f"{settings.QSTASH_MAX_MESSAGES_PER_REQUEST} (QSTASH_MAX_MESSAGES_PER_REQUEST)"
+        )
+
+
 def _answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
     """The wire shape (object for a URL, bare array for a group) and whether all were dups."""
     duplicate = bool(published) and all(p.deduplicated for p in published)
@@ -81,6 +93,7 @@ class PublishView(APIView):
             destination, request.headers, body, config, request.META.get("REMOTE_ADDR", "")
         )
         drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
+        check_fan_out(len(drafts))
         data, duplicate = _answer(messages_publish(drafts=drafts, now=now), is_group)
         return Response(data, status=202 if duplicate else 200)
 
@@ -118,6 +131,11 @@ class BatchView(APIView):
         items = request.data
         if not isinstance(items, list):
             raise ApplicationError("invalid batch: expected a JSON array of messages")
+        if len(items) > settings.QSTASH_MAX_BATCH_ITEMS:
+            raise ApplicationError(
+                f"invalid batch: {len(items)} messages; the maximum is "
+                f"{settings.QSTASH_MAX_BATCH_ITEMS} (QSTASH_MAX_BATCH_ITEMS)"
+            )
         now = timezone.now()
         limits = publish_limits()
         caller_ip = request.META.get("REMOTE_ADDR", "")
@@ -141,6 +159,7 @@ class BatchView(APIView):
                 continue
             planned.append((index, is_group, len(item_drafts)))
             drafts += item_drafts
+        check_fan_out(len(drafts))
         published = messages_publish(drafts=drafts, now=now) if drafts else []
         offset = 0
         for index, is_group, count in planned:

@@ -52,6 +52,9 @@ def publish_limits() -> Limits:
         max_delay_seconds=settings.QSTASH_MAX_DELAY_SECONDS,
         max_timeout_seconds=settings.QSTASH_MAX_TIMEOUT_SECONDS,
         default_timeout_seconds=settings.QSTASH_DEFAULT_TIMEOUT_SECONDS,
+        max_headers=settings.QSTASH_MAX_HEADERS,
+        max_header_bytes=settings.QSTASH_MAX_HEADER_BYTES,
+        max_labels=settings.QSTASH_MAX_LABELS,
     )
 
 

@@ -97,7 +97,7 @@ class Env:
             QSTASH_NEXT_SIGNING_KEY=self.next_key,
             QSTASH_ALLOWED_HOSTS="127.0.0.1",
             QSTASH_ALLOWED_NETWORKS="127.0.0.0/8",
-            QSTASH_DENIED_NETWORKS="",
+            QSTASH_DENIED_NETWORKS="0.0.0.0/0,::/0",
             CELERY_BROKER_URL=self.redis_url(PRODUCT_REDIS_DB),
             QSTASH_CELERY_QUEUE=QUEUE,
             LOG_LEVEL="WARNING",

@@ -59,6 +59,7 @@ def dev_server(tmp_path: Path):  # type: ignore[no-untyped-def]
         QSTASH_VAR_DIR=str(tmp_path),
         QSTASH_ALLOWED_HOSTS="127.0.0.1,localhost",
         QSTASH_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+        QSTASH_DENIED_NETWORKS="0.0.0.0/0,::/0",
         PYTHONUNBUFFERED="1",
     )
     log = tmp_path / "dev.log"
@@ -125,3 +126,20 @@ def test_typescript_sdk_dev_mode_publishes_receives_and_verifies(dev_server) -> 
     assert out["logStates"][0] == "DELIVERED"
     assert set(out["logStates"]) == {"CREATED", "ACTIVE", "DELIVERED"}
     assert out["logCursor"] is None
+
+
+def test_chunked_publish_is_delivered_byte_exact_and_capped(dev_server, receiver) -> None:  # type: ignore[no-untyped-def]
+    port, _, _ = dev_server
+    body = bytes(range(256)) * 1200  # 300 KiB, every byte value
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    auth = {"Authorization": f"Bearer {DEV_TOKEN}", "Content-Type": "application/octet-stream"}
+    base = f"http://127.0.0.1:{port}/v2/publish/"
+    response = httpx.post(base + receiver.url("/chunked"), headers=auth, content=iter(chunks))
+    assert response.status_code == 200, response.text
+    [got] = receiver.wait_for(1, "/chunked", timeout=30)
+    assert got.body == body
+
+    too_big = iter([b"x" * 65536] * 33)  # 2 MiB against the 1 MiB message cap
+    response = httpx.post(base + receiver.url("/too-big"), headers=auth, content=too_big)
+    assert response.status_code == 413
+    assert "maximum" in response.json()["error"]
