@@ -1,21 +1,31 @@
-"""When to retry: QStash's default backoff and the destination's retry-after headers."""
+"""When to retry: QStash's default backoff, the destination's retry-after headers, and the
+decision that combines them with the message's own settings (``decide``)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from broker.durations import parse_go_duration
+from broker.http import HttpResult
+from broker.models import Message
+from broker.retry_delay import RetryDelay, RetryDelayError
 
 __all__ = [
     "MAX_BACKOFF_SECONDS",
     "RETRY_AFTER_HEADERS",
+    "Outcome",
+    "decide",
     "default_backoff_seconds",
     "retry_after_seconds",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 86400
 
@@ -87,3 +97,41 @@ def _parse_retry_after(value: str, now: datetime) -> float | None:
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     return max((when - now).total_seconds(), 0.0)
+
+
+@dataclass
+class Outcome:
+    """What one attempt decided for its message."""
+
+    state: str  # DELIVERED, RETRY or FAILED
+    delay_seconds: float = 0.0
+
+
+def decide(message: Message, result: HttpResult, now: datetime) -> Outcome:
+    """Pure: the message's next state after ``result``.
+
+    2xx delivers. 489 with ``Upstash-NonRetryable-Error: true`` fails at once.
+    Anything else retries while retries remain, after the destination's
+    Retry-After (if under a day), else the message's retry-delay expression,
+    else the default exponential backoff.
+    """
+    if result.ok:
+        return Outcome(Message.State.DELIVERED)
+    non_retryable = (
+        result.status == 489
+        and (result.header("Upstash-NonRetryable-Error") or "").lower() == "true"
+    )
+    if non_retryable or message.retried >= message.max_retries:
+        return Outcome(Message.State.FAILED)
+    delay: float | None = None
+    if result.status is not None:
+        delay = retry_after_seconds({k: v[0] for k, v in result.headers.items() if v}, now)
+    if delay is None and message.retry_delay_expression:
+        try:
+            expression = RetryDelay.parse(message.retry_delay_expression)
+            delay = expression.evaluate(message.retried) / 1000.0
+        except RetryDelayError:
+            logger.warning("retry delay of %s failed; using the default", message.message_id)
+    if delay is None:
+        delay = default_backoff_seconds(message.retried + 1)
+    return Outcome(Message.State.RETRY, delay_seconds=min(delay, 86400.0 * 365))

@@ -15,6 +15,7 @@ from django.db.models import Model, Q, QuerySet
 from django.http import QueryDict
 
 from broker.errors import ApplicationError
+from broker.urls_check import MAX_URL_LENGTH
 
 # Wire name -> how it applies to a Message (prefix "message__" when filtering logs).
 MESSAGE_FILTERS = {
@@ -34,6 +35,31 @@ MESSAGE_FILTERS = {
     "fromDate",
     "toDate",
 }
+
+
+# A filter costs the database as much whether or not anything matches. Host and
+# path filters are regexes: PostgreSQL compiles a case-insensitive one in time
+# growing with the square of its length (30,000 characters: 4 s, a megabyte:
+# minutes) and refuses a long one as too complex (a 500); each value of a label,
+# host or path filter is one more OR'd condition. No longer host or path can
+# match a stored URL anyway.
+MAX_HOST_FILTER_LENGTH = 260  # a DNS name (253 characters) and a port
+MAX_PATTERN_VALUES = 100
+
+
+def _pattern_values(
+    query: QueryDict | dict[str, list[str]], key: str, *, max_length: int | None = None
+) -> list[str]:
+    found = values(query, key)
+    if len(found) > MAX_PATTERN_VALUES:
+        raise ApplicationError(
+            f"invalid {key}: {len(found)} values; the maximum is {MAX_PATTERN_VALUES}"
+        )
+    if max_length and (too_long := [v for v in found if len(v) > max_length]):
+        raise ApplicationError(
+            f"invalid {key}: {too_long[0][:40]!r}... is longer than {max_length} characters"
+        )
+    return found
 
 
 def values(query: QueryDict | dict[str, list[str]], key: str) -> list[str]:
@@ -73,9 +99,9 @@ def message_q(
         q &= Q(**{f"{f}message_id__in": ids})
     if urls := values(query, "url"):
         q &= Q(**{f"{f}url__in": urls})
-    if hosts := values(query, "host"):
+    if hosts := _pattern_values(query, "host", max_length=MAX_HOST_FILTER_LENGTH):
         q &= _any(Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts)
-    if paths := values(query, "path"):
+    if paths := _pattern_values(query, "path", max_length=MAX_URL_LENGTH):
         q &= _any(Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths)
     for wire, field in (
         ("topicName", "topic_name"),
@@ -88,7 +114,7 @@ def message_q(
             q &= Q(**{f"{f}{field}__in": vals})
     if ips := values(query, "callerIp") + values(query, "callerIP"):
         q &= Q(**{f"{f}caller_ip__in": ips})
-    if labels := values(query, "label"):
+    if labels := _pattern_values(query, "label"):
         q &= _any(Q(**{f"{f}labels__contains": f",{label},"}) for label in labels)
     if (start := values(query, "fromDate")) and start[0] != "0":
         q &= Q(**{f"{date_field}__gte": millis(start[0], name="fromDate")})

@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from broker.errors import ApplicationError
 
 # RFC 9110 token characters.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Visible ISO-8859-1 plus space and tab: what http.client can put on the wire as is.
-_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 FORWARD_PREFIXES = (
     "upstash-forward-",
@@ -59,11 +59,11 @@ def forwardable(name: str) -> bool:
 
 def check_header(name: str, value: str) -> None:
     """Raise a 400 naming ``name`` if it cannot be stored and sent as given."""
-    if not _TOKEN.match(name):
+    if not _TOKEN.fullmatch(name):
         raise ApplicationError(
             f"invalid header name {name!r}: use letters, digits and !#$%&'*+-.^_`|~"
         )
-    if not _VALUE.match(value):
+    if not _VALUE.fullmatch(value):
         raise ApplicationError(
             f"invalid header {name}: its value holds a control character or a character "
             "outside ISO-8859-1"

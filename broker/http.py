@@ -153,7 +153,7 @@ def _resources() -> tuple[urllib3.PoolManager, DestinationPolicy]:
     global _pool
     if _pool is None or _pool[0] != os.getpid():
         manager = urllib3.PoolManager(
-            num_pools=256, maxsize=max(4, settings.QSTASH_DELIVERY_THREADS), block=False
+            num_pools=256, maxsize=max(4, settings.QSTASH_DELIVERY_CONCURRENCY), block=False
         )
         manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
         _pool = (os.getpid(), manager, DestinationPolicy.from_settings())

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from celery import shared_task
-from django.conf import settings
+from celery.signals import worker_process_shutdown
 
 
 @shared_task(name="broker.deliver_messages", ignore_result=True)
 def deliver_messages(ids: list[int] | None = None) -> int:
-    """Deliver these due message pks, or (``ids`` None) the next due batch.
+    """Claim these due message pks, or (``ids`` None) any due ones, into this process's engine.
 
-    A full id-less batch means more may be due: send another hint at once so a
-    backlog drains at full speed instead of one batch per sweep.
+    Returns at once with how many were claimed; the engine sends and records them,
+    and claims more by itself while a backlog lasts.
     """
-    from broker.services.delivery import messages_deliver
+    from broker.delivery_engine import engine
 
-    claimed = messages_deliver(ids=ids)
-    if ids is None and claimed >= settings.QSTASH_DELIVERY_BATCH:
-        deliver_messages.apply_async()
-    return claimed
+    return engine().take(ids)
+
+
+@worker_process_shutdown.connect
+def _finish_held_deliveries(**kwargs: object) -> None:
+    """A warm shutdown lets what is in flight finish and be recorded (bounded)."""
+    from django.conf import settings
+
+    from broker.delivery_engine import drain_if_running
+
+    drain_if_running(settings.QSTASH_SHUTDOWN_DRAIN_SECONDS)

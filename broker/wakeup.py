@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from datetime import datetime
 
 import psycopg
 from django.conf import settings
@@ -39,25 +40,41 @@ MAX_ANONYMOUS_HINTS = 8
 RELAY_LOCK_KEY = 0x51_57_A5_4D
 
 
+DELIVER_TASK = "broker.deliver_messages"
+
+
 def send_hints(ids: list[int], *, anonymous: int = 0) -> None:
-    """Send ``deliver_messages`` hints: the ids in batches, plus id-less ones."""
-    from broker.tasks import deliver_messages
+    """Send ``deliver_messages`` hints: the ids in batches, plus id-less ones.
+
+    Sent by name: this module sits below the tasks and services that import it.
+    """
+    from qstash_site.celery import app
 
     batch = settings.QSTASH_DELIVERY_BATCH
     try:
         for start in range(0, len(ids), batch):
-            deliver_messages.apply_async(args=(ids[start : start + batch],), retry=False)
+            app.send_task(DELIVER_TASK, args=(ids[start : start + batch],), retry=False)
         for _ in range(anonymous):
-            deliver_messages.apply_async(retry=False)
+            app.send_task(DELIVER_TASK, retry=False)
     except Exception:
         logger.warning("could not send a delivery hint; the sweep will deliver", exc_info=True)
 
 
-def parse_notification(payload: str) -> tuple[list[int], int]:
-    """``"1,2,3"`` -> ids; ``"*450"`` -> that many messages, named by no id."""
+def parse_notification(payload: str) -> tuple[list[int], int, float | None]:
+    """``"1,2,3"`` -> ids; ``"*450"`` -> that many messages, named by no id;
+    ``"@1764320000.25"`` -> a message falls due at that unix time."""
     if payload.startswith("*"):
-        return [], int(payload[1:])
-    return [int(item) for item in payload.split(",") if item], 0
+        return [], int(payload[1:]), None
+    if payload.startswith("@"):
+        return [], 0, float(payload[1:])
+    return [int(item) for item in payload.split(",") if item], 0, None
+
+
+def notify_due_at(when: datetime) -> None:
+    """Tell the clock (at commit) that a message falls due at ``when``."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, f"@{when.timestamp()}"])
 
 
 class DueRelay:
@@ -69,6 +86,8 @@ class DueRelay:
     def __init__(self) -> None:
         self.conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._last_try = -self.RETRY_SECONDS
+        # The earliest due time announced since the clock last looked (unix seconds).
+        self.announced_due: float | None = None
 
     def _listen(self) -> bool:
         """Hold the relay lock and LISTEN; False when another clock relays."""
@@ -89,7 +108,10 @@ class DueRelay:
         return True
 
     def relay(self, seconds: float) -> None:
-        """Relay notifications for ``seconds`` (just wait when not the relay)."""
+        """Relay notifications for ``seconds``, or until a message is announced due sooner.
+
+        A clock that is not the relay just waits.
+        """
         deadline = time.monotonic() + seconds
         try:
             if connection.vendor != "postgresql" or not self._listen():
@@ -101,6 +123,8 @@ class DueRelay:
                 # Whatever else is already here goes out in the same hints.
                 payloads += [n.payload for n in self.conn.notifies(timeout=0)]
                 self._forward(payloads)
+                if self.announced_due is not None:
+                    deadline = min(deadline, time.monotonic() + self.announced_due - time.time())
         except psycopg.Error:
             logger.warning("relay connection lost; reconnecting", exc_info=True)
             self.close()
@@ -110,9 +134,11 @@ class DueRelay:
         ids: list[int] = []
         counted = 0
         for payload in payloads:
-            named, count = parse_notification(payload)
+            named, count, due = parse_notification(payload)
             ids += named
             counted += count
+            if due is not None:
+                self.announced_due = min(due, self.announced_due or due)
         if ids or counted:
             batches = math.ceil(counted / settings.QSTASH_DELIVERY_BATCH)
             anonymous = min(batches, MAX_ANONYMOUS_HINTS)

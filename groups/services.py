@@ -15,6 +15,9 @@ from broker.urls_check import validate_http_url
 from groups.models import Endpoint, UrlGroup
 
 NAME = re.compile(r"^[A-Za-z0-9\-_.]{1,200}$")
+# The (group, url) unique index refuses a key longer than about 2,700 bytes
+# (PostgreSQL's btree limit), a database error at insert; URLs are ASCII here.
+MAX_ENDPOINT_URL_LENGTH = 2048
 
 
 def validate_name(name: str, *, field: str = "url group name") -> str:
@@ -49,6 +52,10 @@ def _endpoint_specs(endpoints: Any, *, need_url: bool) -> list[tuple[str, str]]:
             raise ApplicationError(f"invalid endpoints[{index}]: url is required")
         if not url and not name:
             raise ApplicationError(f"invalid endpoints[{index}]: give a url or a name")
+        if len(url) > MAX_ENDPOINT_URL_LENGTH:
+            raise ApplicationError(
+                f"invalid endpoints[{index}].url: longer than {MAX_ENDPOINT_URL_LENGTH} characters"
+            )
         if url:
             validate_http_url(url, field=f"endpoints[{index}].url")
         if name:

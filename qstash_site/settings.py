@@ -92,6 +92,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "broker.api.edge.ApiEdgeMiddleware",
+    "broker.api.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -122,7 +123,11 @@ TEMPLATES = [
 WSGI_APPLICATION = "qstash_site.wsgi.application"
 
 DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'qstash.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+# Health checks: a kept connection that died with a PostgreSQL restart is replaced
+# before its first query, instead of failing one request in every process.
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=600, conn_health_checks=True)
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE transactions take the write lock up front, so two processes
     # cannot both claim the same due rows on the embedded store.
@@ -170,6 +175,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_celery_dir / "processed"),
         "store_processed": False,
     }
+    # kombu's own filesystem channel lets a consumer read a file still being written.
+    CELERY_BROKER_TRANSPORT = "qstash_site.atomic_filesystem:Transport"
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A hint needs no acknowledgement: one lost costs a sweep, its row is still due.
+    # kombu's ack emulation (5.7.0, the latest) also kills the worker when Redis
+    # restarts while hints are unacked: closing the dead connection restores them
+    # through a transport already detached ("'NoneType' object has no attribute
+    # 'hostname'"). Without it there is nothing to restore.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"ack_emulation": False}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -199,11 +213,15 @@ QSTASH_DEFAULT_TIMEOUT_SECONDS = envint("QSTASH_DEFAULT_TIMEOUT_SECONDS", 30)
 QSTASH_DEDUP_WINDOW_SECONDS = envint("QSTASH_DEDUP_WINDOW_SECONDS", 600)
 QSTASH_RESPONSE_BODY_CAP = envint("QSTASH_RESPONSE_BODY_CAP", 64 * 1024)
 
-# Delivery pipeline: rows claimed per task, HTTP threads per worker process.
+# Delivery engine (broker/delivery_engine.py), per worker process: messages held at
+# once (claimed and not yet recorded; one sending thread each), rows claimed per
+# statement, and the lease a claim holds between renewals (renewed every third of it,
+# so a dead worker's messages are claimable again within one lease).
+QSTASH_DELIVERY_CONCURRENCY = envint("QSTASH_DELIVERY_CONCURRENCY", 100)
 QSTASH_DELIVERY_BATCH = envint("QSTASH_DELIVERY_BATCH", 100)
-QSTASH_DELIVERY_THREADS = envint("QSTASH_DELIVERY_THREADS", 16)
-# A claim outlives the longest attempt by this margin before another worker may retake it.
-QSTASH_LEASE_MARGIN_SECONDS = envint("QSTASH_LEASE_MARGIN_SECONDS", 30)
+QSTASH_LEASE_SECONDS = envint("QSTASH_LEASE_SECONDS", 6)
+# A warm shutdown waits this long for held deliveries to finish and be recorded.
+QSTASH_SHUTDOWN_DRAIN_SECONDS = envint("QSTASH_SHUTDOWN_DRAIN_SECONDS", 30)
 
 # Retention, applied by the clock's prune.
 QSTASH_LOG_RETENTION_DAYS = envint("QSTASH_LOG_RETENTION_DAYS", 14)

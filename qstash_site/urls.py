@@ -8,5 +8,6 @@ urlpatterns = [
     path("", include("broker.urls")),
 ]
 
+handler400 = "broker.api.errors.bad_request"
 handler404 = "broker.api.errors.not_found"
 handler500 = "broker.api.errors.server_error"

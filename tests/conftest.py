@@ -73,6 +73,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"ok"
     delay: float = 0.0
+    # Answer only once this is set (or after ``delay``, whichever comes first).
+    until: threading.Event | None = None
 
 
 class Receiver:
@@ -97,7 +99,9 @@ class Receiver:
                     )
                     script = receiver._scripts.get(path.split("?")[0], [])
                     reply = script.pop(0) if len(script) > 1 else (script[0] if script else Reply())
-                if reply.delay:
+                if reply.until is not None:
+                    reply.until.wait(reply.delay or None)
+                elif reply.delay:
                     time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
@@ -228,7 +232,7 @@ def _subprocess_env() -> dict[str, str]:
         QSTASH_ALLOWED_NETWORKS=",".join(LOOPBACK_POLICY["QSTASH_ALLOWED_NETWORKS"]),
         QSTASH_DENIED_NETWORKS=",".join(LOOPBACK_POLICY["QSTASH_DENIED_NETWORKS"]),
         # Short leases so the killed-worker test recovers in seconds.
-        QSTASH_LEASE_MARGIN_SECONDS="2",
+        QSTASH_LEASE_SECONDS="4",
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -38,8 +38,13 @@ def is_cross_origin(request: Request) -> bool:
     origin = request.META.get("HTTP_ORIGIN")
     if origin is None:
         return False
-    # "null" (sandboxed frames, file: pages) has no host, so it never matches.
-    return urlsplit(origin).netloc.lower() != request.get_host().lower()
+    # "null" (sandboxed frames, file: pages) has no host, so it never matches;
+    # neither does an Origin no browser would send.
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:
+        return True
+    return netloc.lower() != request.get_host().lower()
 
 
 class QStashTokenAuthentication(BaseAuthentication):

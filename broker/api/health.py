@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
-logger = logging.getLogger(__name__)
+from broker.api.outage import outage_response
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -15,7 +13,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-    except DatabaseError:
-        logger.warning("health check: database unreachable", exc_info=True)
-        return JsonResponse({"error": "database unreachable"}, status=503)
+    except DatabaseError as exc:
+        return outage_response(request, exc)
     return JsonResponse({"status": "ok"})

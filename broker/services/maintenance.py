@@ -30,6 +30,25 @@ def delivery_sweep() -> int:
     return hints
 
 
+def next_due_in(*, limit: float) -> float:
+    """Seconds until the next pending ``due_at`` still in the future, at most ``limit``.
+
+    Rows due already were just hinted by the sweep; the workers take it from
+    there. Finished rows have no ``due_at``, so this reads the partial index
+    ``message_due_idx`` from the current time on.
+    """
+    now = timezone.now()
+    first = (
+        Message.objects.filter(due_at__gt=now)
+        .order_by("due_at")
+        .values_list("due_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return limit
+    return min(limit, max(0.0, (first - now).total_seconds()))
+
+
 def rows_prune() -> dict[str, int]:
     """Delete log rows, finished messages and deduplication ids past their retention."""
     now = timezone.now()

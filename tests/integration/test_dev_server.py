@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -95,6 +96,31 @@ def test_dev_server_prints_credentials_and_stops_everything_on_ctrl_c(dev_server
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no web, worker or clock left in the group
+
+
+def test_a_killed_worker_is_restarted_and_delivers_what_is_published_after(  # type: ignore[no-untyped-def]
+    dev_server, receiver
+) -> None:
+    port, log, proc = dev_server
+    [worker] = re.findall(r"worker started \(pid (\d+)\)", log.read_text())
+    os.kill(int(worker), signal.SIGKILL)
+
+    wait_until(
+        lambda: "worker was killed by SIGKILL; restarting" in log.read_text(),
+        timeout=10,
+        what="the dev server to notice",
+    )
+    workers = re.findall(r"worker started \(pid (\d+)\)", log.read_text())
+    assert len(workers) == 2 and workers[1] != worker
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v2/publish/{receiver.url('/after-restart')}",
+        headers={"Authorization": f"Bearer {DEV_TOKEN}"},
+        content=b"still delivered",
+    )
+    assert response.status_code == 200, response.text
+    [got] = receiver.wait_for(1, "/after-restart", timeout=30)
+    assert got.body == b"still delivered"
+    assert proc.poll() is None  # the rest kept serving
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from qstash import Receiver
 
+from broker.backoff import decide
 from broker.http import HttpResult
 from broker.models import Message, Payload
-from broker.services.delivery import USER_AGENT, decide, delivery_headers
+from broker.services.delivery import USER_AGENT, delivery_headers
 
 NOW = datetime(2025, 3, 14, 12, 0, 0, tzinfo=UTC)
 URL = "https://example.com/api/webhook?x=1"

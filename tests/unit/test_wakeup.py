@@ -21,4 +21,11 @@ from broker.wakeup import parse_notification
 def test_parse_notification_gives_ids_or_an_anonymous_count(
     payload: str, ids: list[int], count: int
 ) -> None:
-    assert parse_notification(payload) == (ids, count)
+    assert parse_notification(payload) == (ids, count, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "due"), [("@1764320000.25", 1764320000.25), ("@1764320000", 1764320000.0)]
+)
+def test_parse_notification_gives_an_announced_due_time(payload: str, due: float) -> None:
+    assert parse_notification(payload) == ([], 0, due)

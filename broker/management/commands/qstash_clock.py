@@ -1,9 +1,12 @@
-"""The clock process: once a second, hint due work; once a minute, prune.
+"""The clock process: hint due work the moment it falls due; once a minute, prune.
 
-Between sweeps it relays PostgreSQL's notifications of newly published
-messages as delivery hints (broker/wakeup.py), so they go out at once.
-Safe to run in several copies: one holds the relay lock, the sweep only sends
-hints and every claim uses SKIP LOCKED; the prune deletes by age.
+It sleeps until the earliest ``due_at`` in the store (delays, not-before,
+retries, expired leases), at most ``--interval`` seconds, and meanwhile relays
+PostgreSQL's notifications of newly published messages as delivery hints
+(broker/wakeup.py), so they go out at once; a notification announcing a sooner
+due time (a delayed publish, a retry) shortens the sleep. Safe to run in
+several copies: one holds the relay lock, the sweep only sends hints and every
+claim uses SKIP LOCKED; the prune deletes by age.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--prune-every", type=float, default=60.0)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from broker.services.maintenance import delivery_sweep, rows_prune
+        from broker.services.maintenance import delivery_sweep, next_due_in, rows_prune
         from broker.wakeup import DueRelay
 
         stop = threading.Event()
@@ -40,15 +43,18 @@ class Command(BaseCommand):
         logger.info("clock started: sweep every %ss", interval)
         while not stop.is_set():
             started = time.monotonic()
+            wait = interval
             try:
                 close_old_connections()
+                relay.announced_due = None
                 delivery_sweep()
                 if started - last_prune >= prune_every:
                     rows_prune()
                     last_prune = started
+                wait = next_due_in(limit=interval)
             except Exception:
                 # A database or broker outage must not kill the clock; it retries next tick.
                 logger.exception("clock tick failed")
-            relay.relay(max(0.0, interval - (time.monotonic() - started)))
+            relay.relay(max(0.0, wait - (time.monotonic() - started)))
         relay.close()
         logger.info("clock stopped")

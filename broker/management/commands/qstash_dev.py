@@ -1,18 +1,22 @@
-"""``make run``: migrate, then web, worker and clock in one terminal; Ctrl-C stops all."""
+"""``make run``: migrate, then web, worker and clock in one terminal; Ctrl-C stops all.
+
+A child that dies is restarted (``broker/management/supervisor.py``); one that keeps
+dying stops the whole server with a non-zero exit naming it.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from broker.management.supervisor import GaveUp, Supervisor
 from broker.services.credentials import (
     DEV_CURRENT_SIGNING_KEY,
     DEV_NEXT_SIGNING_KEY,
@@ -62,38 +66,30 @@ class Command(BaseCommand):
             ],
             "clock": [sys.executable, "manage.py", "qstash_clock"],
         }
-        procs = {
-            name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR)  # noqa: S603
-            for name, cmd in commands.items()
-        }
-        self.stdout.write(
-            f"\nQStash is serving on http://127.0.0.1:{port} "
-            "(web, worker and clock; Ctrl-C stops all)\n\n"
-            f"QSTASH_URL=http://127.0.0.1:{port}\n"
-            f"QSTASH_TOKEN={env['QSTASH_TOKEN']}\n"
-            f"QSTASH_CURRENT_SIGNING_KEY={env['QSTASH_CURRENT_SIGNING_KEY']}\n"
-            f"QSTASH_NEXT_SIGNING_KEY={env['QSTASH_NEXT_SIGNING_KEY']}\n"
+        supervisor = Supervisor(
+            commands, env=env, cwd=settings.BASE_DIR, say=lambda line: self.stdout.write(line)
         )
-        stopping = False
 
         def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
+            supervisor.stopping = True
 
+        # Before the first child starts, so a Ctrl-C at any point stops all of them.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        while not stopping:
-            dead = [name for name, proc in procs.items() if proc.poll() is not None]
-            if dead:
-                self.stderr.write(f"{', '.join(dead)} exited; stopping the rest")
-                break
-            time.sleep(0.5)
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + 10
-        for proc in procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        try:
+            supervisor.start()
+            self.stdout.write(
+                f"\nQStash is serving on http://127.0.0.1:{port} "
+                "(web, worker and clock; Ctrl-C stops all)\n\n"
+                f"QSTASH_URL=http://127.0.0.1:{port}\n"
+                f"QSTASH_TOKEN={env['QSTASH_TOKEN']}\n"
+                f"QSTASH_CURRENT_SIGNING_KEY={env['QSTASH_CURRENT_SIGNING_KEY']}\n"
+                f"QSTASH_NEXT_SIGNING_KEY={env['QSTASH_NEXT_SIGNING_KEY']}\n"
+            )
+            while not supervisor.stopping:
+                supervisor.check()
+                time.sleep(0.5)
+        except GaveUp as exc:
+            raise CommandError(f"{exc}; stopping everything") from exc
+        finally:
+            supervisor.stop()

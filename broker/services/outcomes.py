@@ -1,0 +1,193 @@
+"""Recording what attempts decided: only while their claim is held, in few statements.
+
+``messages_record_outcomes`` takes whatever attempts finished in the last few
+milliseconds (the engine flushes them as they return, never a whole batch):
+
+1. lock the rows whose claim is still held (same token, still ACTIVE), so an
+   outcome of an attempt that was cancelled or whose lease was taken over is
+   discarded;
+2. apply each outcome to its row (``decide``) and collect log rows, DLQ entries
+   and callback drafts;
+3. write all of it in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from broker.backoff import decide
+from broker.http import HttpResult
+from broker.models import DlqEntry, LogEntry, Message
+from broker.services.callbacks import callback_drafts
+from broker.services.json_rows import log_entries_insert
+from broker.services.publish import Draft, messages_publish
+from broker.wakeup import notify_due_at
+
+logger = logging.getLogger(__name__)
+
+# Written by bulk_update for messages that did not deliver.
+_UNDELIVERED_FIELDS = [
+    "state",
+    "retried",
+    "due_at",
+    "claim_token",
+    "finished_at",
+    "last_response_status",
+    "last_response_header",
+    "last_response_body",
+    "last_error",
+]
+
+
+@dataclass
+class Attempt:
+    """One finished attempt: the message as claimed, the claim, the result and when."""
+
+    message: Message
+    token: uuid.UUID
+    result: HttpResult
+    finished_at: datetime
+
+
+@dataclass
+class _Writes:
+    delivered: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    changed: list[Message] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)
+    dead: list[DlqEntry] = field(default_factory=list)
+    callbacks: list[Draft] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    lost: list[str] = field(default_factory=list)
+
+
+def _held(attempts: list[Attempt]) -> set[int]:
+    """Lock and return the pks whose claim is still the attempt's own."""
+    tokens = {a.message.pk: a.token for a in attempts}
+    rows = (
+        Message.objects.select_for_update()
+        .filter(pk__in=list(tokens), state=Message.State.ACTIVE)
+        .values_list("pk", "claim_token")
+    )
+    return {pk for pk, token in rows if token == tokens[pk]}
+
+
+def _apply(attempt: Attempt, writes: _Writes) -> None:
+    message, result, now = attempt.message, attempt.result, attempt.finished_at
+    outcome = decide(message, result, now)
+    writes.counts[outcome.state] += 1
+    dlq_id = None
+    if outcome.state == Message.State.FAILED:
+        dlq_id = DlqEntry.make_id(message, now)
+        writes.dead.append(DlqEntry(dlq_id=dlq_id, message=message, created_at=now))
+    if message.callback or message.failure_callback:
+        writes.callbacks += callback_drafts(
+            message, result, failed=outcome.state == Message.State.FAILED, dlq_id=dlq_id
+        )
+    if outcome.state == Message.State.DELIVERED:
+        assert result.status is not None
+        writes.delivered[result.status].append(message.pk)
+        writes.logs.append(
+            LogEntry(
+                message=message,
+                state=LogEntry.State.DELIVERED,
+                time=now,
+                response_status=result.status,
+            )
+        )
+        return
+    error = result.error or f"destination answered {result.status}"
+    body = result.body if result.status is not None else None
+    # A fresh row to write, so the claimed instance stays as it was: a write that
+    # fails is retried from the same attempts and must decide the same things.
+    row = Message(
+        pk=message.pk,
+        retried=message.retried,
+        claim_token=None,
+        last_response_status=result.status,
+        last_response_header=result.headers or None,
+        last_response_body=body,
+        last_error=error,
+    )
+    error_log = LogEntry(
+        message=message,
+        state=LogEntry.State.ERROR,
+        time=now,
+        error=error,
+        response_status=result.status,
+        response_header=result.headers or None,
+        response_body=body,
+    )
+    if outcome.state == Message.State.RETRY:
+        row.state = Message.State.RETRY
+        row.retried = message.retried + 1
+        row.due_at = now + timedelta(seconds=outcome.delay_seconds)
+        error_log.next_delivery_time = row.due_at
+        writes.logs += [
+            error_log,
+            LogEntry(
+                message=message,
+                state=LogEntry.State.RETRY,
+                time=now,
+                next_delivery_time=row.due_at,
+            ),
+        ]
+    else:
+        row.state = Message.State.FAILED
+        row.due_at = None
+        row.finished_at = now
+        writes.logs += [
+            error_log,
+            LogEntry(message=message, state=LogEntry.State.FAILED, time=now, error=error),
+        ]
+    writes.changed.append(row)
+
+
+def _write(writes: _Writes, now: datetime) -> None:
+    for status, pks in writes.delivered.items():
+        Message.objects.filter(pk__in=pks).update(
+            state=Message.State.DELIVERED,
+            due_at=None,
+            claim_token=None,
+            finished_at=now,
+            updated_at=now,
+            last_response_status=status,
+        )
+    if writes.changed:
+        Message.objects.bulk_update(writes.changed, _UNDELIVERED_FIELDS)
+        if retries := [row.due_at for row in writes.changed if row.due_at is not None]:
+            # The clock sleeps until the earliest due time it knows: tell it this one.
+            notify_due_at(min(retries))
+    log_entries_insert(writes.logs)
+    DlqEntry.objects.bulk_create(writes.dead)
+    if writes.callbacks:
+        messages_publish(drafts=writes.callbacks, now=now)
+
+
+def messages_record_outcomes(*, attempts: list[Attempt], now: datetime) -> dict[str, int]:
+    """Write each attempt's outcome if its claim is still held; return counts per state.
+
+    A failed message gets its DLQ entry, and callback messages are published, in
+    the same transaction, so an outcome and its consequences commit together.
+    ``lost`` counts attempts whose claim was no longer held (cancelled, or the
+    lease expired and another worker took the message). Raises the database's
+    error when the write fails; nothing is then written and the caller retries.
+    """
+    writes = _Writes()
+    with transaction.atomic():
+        held = _held(attempts)
+        for attempt in attempts:
+            if attempt.message.pk in held:
+                _apply(attempt, writes)
+            else:
+                writes.counts["lost"] += 1
+                writes.lost.append(attempt.message.message_id)
+        _write(writes, now)
+    for message_id in writes.lost:
+        logger.info("outcome of %s discarded: its claim is no longer held", message_id)
+    return dict(writes.counts)
