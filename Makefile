@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/qstash
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench chaos clean
 
 $(BIN)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
@@ -42,6 +42,12 @@ bench: install
 		$(BIN)/python -m tests.preflight
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$(TEST_BROKER_URL)} \
 		$(BIN)/python -m tests.bench
+
+# Faults against the production stack on a private PostgreSQL and redis-server (it never
+# touches the shared ones): worker/clock/web SIGKILL, Redis and PostgreSQL restarts, failing
+# destinations. Nothing accepted may be lost. CHAOS_ARGS=--short is the CI form.
+chaos: install
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var

@@ -34,7 +34,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import Error as DbError
+from django.db import connection
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
@@ -58,13 +59,14 @@ RETRY_BACKOFF = (0.05, 0.1, 0.25, 0.5)
 _CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
-def _fresh_connection() -> None:
-    """Drop this thread's connection if it failed or aged out (as a request would)."""
-    close_old_connections()
-
-
 def _drop_connection() -> None:
-    with contextlib.suppress(DatabaseError):
+    """Close this thread's connection after an error; the next query reconnects.
+
+    The engine's threads keep their connection for as long as it works: checking
+    it before every statement (Django's health check) would add a round trip to
+    each claim and each outcome write, the path whose length bounds duplicates.
+    """
+    with contextlib.suppress(DbError):
         connection.close()
 
 
@@ -73,6 +75,7 @@ class DeliveryEngine:
         self.slots = slots
         self.lease_seconds = lease_seconds
         self.batch = batch
+        self._refill_at = max(1, min(batch, slots) // 4)
         self._lock = threading.Lock()
         # One claim at a time (a hint and the feeder may both ask), so slots are not overfilled.
         self._claim_lock = threading.Lock()
@@ -95,11 +98,20 @@ class DeliveryEngine:
         with self._lock:
             return self.slots - len(self._held)
 
-    def take(self, ids: list[int] | None = None) -> int:
-        """Claim due messages (among ``ids`` when given) up to the free slots; send them.
+    def hint(self, ids: list[int] | None = None) -> int:
+        """A delivery hint: claim these due messages now, or (``ids`` None) let the feeder
+        claim whatever is due, in chunks, as slots allow.
 
-        Returns how many were claimed. Returns at once: the sends run in the pool.
+        Returns how many were claimed here. Returns at once: the sends run in the pool.
         """
+        if ids is None:
+            self._more_due = True
+            self._wake_feeder.set()
+            return 0
+        return self.take(ids)
+
+    def take(self, ids: list[int] | None = None) -> int:
+        """Claim due messages (among ``ids`` when given) up to the free slots; send them."""
         with self._claim_lock:
             return self._take(ids)
 
@@ -110,7 +122,8 @@ class DeliveryEngine:
             self._more_due = True
             return 0
         limit = min(free, self.batch) if ids is None else min(free, len(ids))
-        _fresh_connection()
+        # Read before claiming: nothing may fail between the claim and the sends.
+        signing_key = credentials_get().current
         token, rows = messages_claim(
             ids=ids, limit=limit, now=timezone.now(), lease_seconds=self.lease_seconds
         )
@@ -123,20 +136,26 @@ class DeliveryEngine:
         with self._lock:
             for row in rows:
                 self._held[row.pk] = token
-        signing_key = credentials_get().current
         for row in rows:
             self._senders.submit(self._send, row, token, signing_key)
         return len(rows)
+
+    def _worth_claiming(self) -> bool:
+        """Refill in chunks: a claim costs a transaction whatever its size, so while
+        sends are in flight wait for a quarter of a batch of free slots."""
+        with self._lock:
+            free, held = self.slots - len(self._held), len(self._held)
+        return free > 0 and (held == 0 or free >= self._refill_at)
 
     def _feed_loop(self) -> None:
         while not self._stopping.is_set():
             self._wake_feeder.wait(timeout=1.0)
             self._wake_feeder.clear()
-            while self._more_due and self.free_slots() > 0 and not self._stopping.is_set():
+            while self._more_due and self._worth_claiming() and not self._stopping.is_set():
                 try:
                     if self.take() == 0:
                         break
-                except DatabaseError:
+                except Exception:  # this thread must outlive any failure
                     logger.warning("claim failed; trying again shortly", exc_info=True)
                     _drop_connection()
                     time.sleep(0.5)
@@ -171,7 +190,9 @@ class DeliveryEngine:
             self._record(attempts)
             with self._lock:
                 for attempt in attempts:
-                    self._held.pop(attempt.message.pk, None)
+                    # Only this claim: the message may have been claimed again since.
+                    if self._held.get(attempt.message.pk) == attempt.token:
+                        del self._held[attempt.message.pk]
             if self._more_due:
                 self._wake_feeder.set()
 
@@ -183,7 +204,6 @@ class DeliveryEngine:
         """
         tries = 0
         while True:
-            _fresh_connection()
             try:
                 counts = messages_record_outcomes(attempts=attempts, now=timezone.now())
                 logger.debug("recorded %s", counts)
@@ -213,11 +233,10 @@ class DeliveryEngine:
                 claims = list(self._held.items())
             if not claims:
                 continue
-            _fresh_connection()
             try:
                 leases_renew(claims=claims, now=timezone.now(), lease_seconds=self.lease_seconds)
                 interval = self.lease_seconds / 3
-            except DatabaseError:
+            except Exception:  # this thread must outlive any failure
                 logger.warning("renewing %d lease(s) failed", len(claims), exc_info=True)
                 _drop_connection()
                 # Renew as soon as the database is back, before anyone may take over.

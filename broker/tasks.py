@@ -15,7 +15,7 @@ def deliver_messages(ids: list[int] | None = None) -> int:
     """
     from broker.delivery_engine import engine
 
-    return engine().take(ids)
+    return engine().hint(ids)
 
 
 @worker_process_shutdown.connect

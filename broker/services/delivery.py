@@ -7,6 +7,8 @@ The engine that decides what to send and records what happened is
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.utils import timezone
 
 from broker import http
@@ -50,7 +52,7 @@ def message_send(message: Message, *, signing_key: str) -> HttpResult:
     )
 
 
-def messages_due_count(*, limit: int) -> int:
-    """How many messages are due now, counting at most ``limit``."""
-    due = Message.objects.filter(state__in=Message.PENDING_STATES, due_at__lte=timezone.now())
+def messages_due_count(*, limit: int, now: datetime) -> int:
+    """How many messages are due at ``now``, counting at most ``limit``."""
+    due = Message.objects.filter(state__in=Message.PENDING_STATES, due_at__lte=now)
     return due.values("pk")[:limit].count()

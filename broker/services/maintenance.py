@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -15,8 +15,8 @@ from broker.wakeup import MAX_ANONYMOUS_HINTS, send_hints
 logger = logging.getLogger(__name__)
 
 
-def delivery_sweep() -> int:
-    """Send one id-less delivery hint per due batch (capped). Returns hints sent.
+def delivery_sweep(*, now: datetime) -> int:
+    """Send one id-less delivery hint per batch due at ``now`` (capped). Returns hints sent.
 
     This is what makes PostgreSQL the only source of truth: delayed messages,
     retries, expired leases and messages whose hint was lost are all found here.
@@ -25,28 +25,29 @@ def delivery_sweep() -> int:
     from broker.services.delivery import messages_due_count
 
     batch = settings.QSTASH_DELIVERY_BATCH
-    hints = math.ceil(messages_due_count(limit=batch * MAX_ANONYMOUS_HINTS) / batch)
+    hints = math.ceil(messages_due_count(limit=batch * MAX_ANONYMOUS_HINTS, now=now) / batch)
     send_hints([], anonymous=hints)
     return hints
 
 
-def next_due_in(*, limit: float) -> float:
-    """Seconds until the next pending ``due_at`` still in the future, at most ``limit``.
+def next_due_in(*, after: datetime, limit: float) -> float:
+    """Seconds from now until the first pending ``due_at`` later than ``after``, at most
+    ``limit`` (0 if that time has already come).
 
-    Rows due already were just hinted by the sweep; the workers take it from
-    there. Finished rows have no ``due_at``, so this reads the partial index
-    ``message_due_idx`` from the current time on.
+    ``after`` is the time the sweep counted due rows at: rows due by then were
+    hinted, and a row falling due between the sweep and this query is still
+    found. Finished rows have no ``due_at``, so this reads the partial index
+    ``message_due_idx`` from ``after`` on.
     """
-    now = timezone.now()
     first = (
-        Message.objects.filter(due_at__gt=now)
+        Message.objects.filter(due_at__gt=after)
         .order_by("due_at")
         .values_list("due_at", flat=True)
         .first()
     )
     if first is None:
         return limit
-    return min(limit, max(0.0, (first - now).total_seconds()))
+    return min(limit, max(0.0, (first - timezone.now()).total_seconds()))
 
 
 def rows_prune() -> dict[str, int]:

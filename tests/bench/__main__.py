@@ -1,25 +1,31 @@
-"""``python -m tests.bench``: publish throughput, delivery throughput and idle latency.
+"""``python -m tests.bench``: publish and delivery throughput, latency, due-time lateness,
+isolation, delivery under publish load, and a backlog drained with bounded memory.
 
 Everything is served the production way (gunicorn sync workers, a prefork Celery
 worker, the clock command) on loopback, against a fresh database ``qstash_bench``
-and dedicated Redis databases (13 for the product, 12 for the Celery baseline).
+and dedicated Redis databases (10 for the product, 11 for the Celery baseline).
 Throughputs are printed as ratios against baselines measured in the same run,
 alternating product and baseline rounds so that noise from other work on the
 machine hits both; the best round of each is kept.
 
-- publish:  the product's ``POST /v2/publish/<url>`` vs a minimal Django JSON view
+- publish:   the product's ``POST /v2/publish/<url>`` vs a minimal Django JSON view
   (``baseline_site.py``), same gunicorn, same client, same request;
-- delivery: the product draining a published backlog vs a bare Celery task doing one
+- delivery:  the product draining a published backlog vs a bare Celery task doing one
   ``requests.post`` per message (``baseline_celery.py``), same worker flags, same sink;
-- latency:  publish-to-receipt at idle, beside a plain round trip to the sink and the
-  baseline view's answer time, with a per-stage breakdown from the message log.
+- latency:   publish-to-receipt at idle, beside a plain round trip to the sink and the
+  baseline view's answer time, with a per-stage breakdown from the message log;
+- delayed, retry, isolation, loaded, backlog: see ``pipeline.py`` (lateness against
+  the due time, a fast destination beside hanging requests, deliveries/s while
+  publishes arrive, drain rate and peak RSS per worker/clock process).
 
 Exit status: 0 when everything ran (a missed target is a finding, not a failure),
 1 when something broke (a process died, a message was lost or duplicated), 130 on
 Ctrl-C. All children are stopped in every case.
 
 Knobs (environment): BENCH_PUBLISH_SECONDS, BENCH_PUBLISH_ROUNDS, BENCH_DELIVERY_COUNT,
-BENCH_BASELINE_DELIVERY_COUNT, BENCH_DELIVERY_ROUNDS, BENCH_BUDGET_SECONDS, and
+BENCH_BASELINE_DELIVERY_COUNT, BENCH_DELIVERY_ROUNDS, BENCH_STEADY_SECONDS,
+BENCH_STEADY_RATE, BENCH_BACKLOG (the backlog stage is opt-in: BENCH_BACKLOG=50000 runs
+it with that many messages), BENCH_BUDGET_SECONDS, and
 BENCH_CLIENT=python to load the publish endpoint from Python processes instead of wrk.
 """
 
@@ -37,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, load, procs
+from tests.bench import baseline_celery, load, pipeline, procs
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     PRODUCT_REDIS_DB,
@@ -50,17 +56,20 @@ from tests.bench.infra import (
     migrate,
     pct,
     post,
-    queue_length,
     run_step,
+    seed,
     start_clock,
     start_gunicorn,
     start_sink,
     start_worker,
+    wait_sink,
 )
+from tests.bench.pipeline import BacklogResult, IsolationResult, LatenessResult, SteadyResult
 from tests.bench.procs import Deadline, Proc
+from tests.bench.rss import Rss, RssSampler
 from tests.bench.sink import SinkClient
 
-BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "320"))
+BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "600"))
 
 PUBLISH_SECONDS = float(os.environ.get("BENCH_PUBLISH_SECONDS", "5"))
 PUBLISH_ROUNDS = int(os.environ.get("BENCH_PUBLISH_ROUNDS", "3"))
@@ -76,8 +85,11 @@ BODY = b'{"hello":"world","bench":true}'
 TARGET_PUBLISH = 0.8
 TARGET_BATCH = 8.0
 BATCH_SIZE = 100
-TARGET_DELIVERY = 2.0
+TARGET_DELIVERY = 4.0
 TARGET_P50_MS = 20.0
+DELAYS = "1-3 s"
+TARGET_LATE = pipeline.TARGET_LATE_P99_MS
+TARGET_ISO = pipeline.TARGET_ISOLATION_P99_MS
 
 
 @dataclass
@@ -208,6 +220,7 @@ class DeliveryRun:
     seconds: float
     sink_seconds: float  # first to last receipt at the sink
     hints: int = 0
+    rss: dict[str, Rss] = field(default_factory=dict)  # worker and clock processes
 
     @property
     def rate(self) -> float:
@@ -228,21 +241,6 @@ class DeliveryResult:
         return max(r.rate for r in self.baseline)
 
 
-def wait_sink(
-    sink: SinkClient, count: int, timeout: float, deadline: Deadline, children: list[Proc]
-) -> dict[str, float]:
-    end = time.monotonic() + timeout
-    while True:
-        stats = sink.stats()
-        if stats["count"] >= count:
-            return stats
-        if time.monotonic() > end:
-            raise RuntimeError(f"the sink received {stats['count']} of {count} in {timeout:.0f}s")
-        deadline.check("waiting for deliveries")
-        ensure_alive(*children)
-        time.sleep(0.05)
-
-
 def delivery_baseline(env: Env, sink: SinkClient, deadline: Deadline) -> DeliveryRun:
     count = BASELINE_DELIVERY_COUNT
     flush_redis(env, BASELINE_REDIS_DB)
@@ -260,7 +258,7 @@ def delivery_baseline(env: Env, sink: SinkClient, deadline: Deadline) -> Deliver
         env.workdir,
     )
     try:
-        wait_sink(sink, count, 120, deadline, [worker])
+        wait_sink(sink, count, 180, deadline, [worker])  # ~5 s on an idle machine
         time.sleep(0.3)  # anything extra would be a duplicate
         stats = sink.stats()
         if stats["count"] != count:
@@ -270,22 +268,6 @@ def delivery_baseline(env: Env, sink: SinkClient, deadline: Deadline) -> Deliver
     finally:
         procs.stop(worker)
         flush_redis(env, BASELINE_REDIS_DB)
-
-
-def seed(env: Env, db: Database, sink: SinkClient, count: int, deadline: Deadline) -> int:
-    """Publish ``count`` due messages through the product's service; return the hints queued."""
-    db.purge()
-    flush_redis(env, PRODUCT_REDIS_DB)
-    argv = [sys.executable, "-m", "tests.bench.seed", "--count", str(count)]
-    argv += ["--url", sink.url("/d")]
-    stdout = run_step("seeding", argv, env.product(), deadline)
-    seeded = json.loads(stdout.strip().splitlines()[-1])
-    total, pending = db.counts()
-    if total != count or pending != count:
-        raise RuntimeError(f"seeded {total} messages ({pending} pending), wanted {count}")
-    hints = queue_length(env, PRODUCT_REDIS_DB, QUEUE)
-    log(f"delivery product: {count} messages published in {seeded['seconds']}s, {hints} hints")
-    return hints
 
 
 def delivery_product(
@@ -300,23 +282,17 @@ def delivery_product(
     clock = start_clock(product_env, env.workdir)
     children = [worker, clock]
     try:
-        wait_sink(sink, count, 120, deadline, children)
-        end = time.monotonic() + 60
-        while True:
-            _, pending = db.counts()
-            if pending == 0:
-                done_at = time.time()
-                break
-            if time.monotonic() > end:
-                raise RuntimeError(f"{pending} messages not DELIVERED 60s after the sink got all")
-            deadline.check("waiting for DELIVERED")
-            time.sleep(0.05)
+        with RssSampler({"worker": worker.pid, "clock": clock.pid}) as rss:
+            wait_sink(sink, count, 120, deadline, children)
+            done_at = pipeline.wait_delivered(db, 60, deadline)
         stats = sink.stats()
         if stats["count"] != count:
             raise RuntimeError(
                 f"the sink received {stats['count']} requests for {count} messages (duplicates)"
             )
-        run = DeliveryRun(count, done_at - stats["first"], stats["last"] - stats["first"], hints)
+        run = DeliveryRun(
+            count, done_at - stats["first"], stats["last"] - stats["first"], hints, rss.seen
+        )
         return run, children
     except BaseException:
         for child in children:
@@ -444,7 +420,15 @@ def rates(runs: list, fmt: str = "{:.0f}") -> str:
     return ", ".join(fmt.format(r.rate) for r in runs)
 
 
-def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None:
+def summary(
+    pub: PublishResult,
+    dlv: DeliveryResult,
+    lat: LatencyResult,
+    late: LatenessResult,
+    iso: IsolationResult,
+    steady: SteadyResult,
+    backlog: BacklogResult | None,
+) -> None:
     pr = pub.product_rate / pub.baseline_rate
     br = pub.batch_rate / pub.product_rate
     dr = dlv.product_rate / dlv.baseline_rate
@@ -462,7 +446,28 @@ def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None
         f"     {verdict(dr >= TARGET_DELIVERY)}",
         f"latency   p50 {p50:.1f} ms  p95 {p95:.1f} ms  (target p50 < {TARGET_P50_MS:g} ms)"
         f"   {verdict(p50 < TARGET_P50_MS)}",
+        f"delayed   {pipeline.ms_stats(late.delayed_ms)}  receipt - due time,"
+        f" {len(late.delayed_ms)} msgs delayed {DELAYS}  (target p99 < {TARGET_LATE:g} ms)"
+        f"   {verdict(pct(late.delayed_ms, 0.99) < TARGET_LATE)}",
+        f"retry     {pipeline.ms_stats(late.retry_ms)}  retry receipt - (500 answered + 1 s),"
+        f" {len(late.retry_ms)} msgs  (target p99 < {TARGET_LATE:g} ms)"
+        f"   {verdict(pct(late.retry_ms, 0.99) < TARGET_LATE)}",
+        f"isolation {pipeline.ms_stats(iso.fast_ms)}  fast path publish -> receipt,"
+        f" {iso.held_at_start} requests hanging at a slow path  (target p99 < {TARGET_ISO:g} ms)"
+        f"   {verdict(pct(iso.fast_ms, 0.99) < TARGET_ISO)}",
+        f"loaded    deliveries {steady.delivery_rate:5.0f}/s while publishes arrive at"
+        f" {steady.publish_rate:5.0f}/s (same {steady.seconds:.1f}s window);"
+        f" lag {pipeline.ms_stats(steady.lag_ms)}",
     ]
+    if backlog is not None:
+        rows.append(
+            f"backlog   {backlog.count} msgs drained {backlog.rate:5.0f}/s;"
+            f" peak RSS MiB: {pipeline.rss_line(backlog.rss)}"
+        )
+    else:
+        rows.append(
+            f"backlog   not run (opt-in: BENCH_BACKLOG={pipeline.BACKLOG_SUGGESTED} make bench)"
+        )
     details = [
         f"publish rounds /s: product {rates(pub.product)}; baseline {rates(pub.baseline)}"
         f"  ({pub.product[0].tool}, {PUBLISH_CONNECTIONS} connections, best round of each;"
@@ -481,6 +486,30 @@ def summary(pub: PublishResult, dlv: DeliveryResult, lat: LatencyResult) -> None
         details.append(
             "latency stages (median ms): "
             + ", ".join(f"{k} {v:.1f}" for k, v in lat.stages.items())
+        )
+    details += [
+        f"delayed: lateness min {min(late.delayed_ms):.1f} ms max {max(late.delayed_ms):.1f} ms"
+        f" (negative = early), {sum(ms > 500 for ms in late.delayed_ms)} over 500 ms;"
+        f" retry max {max(late.retry_ms):.1f} ms, vs the due time the product stored"
+        f" {pipeline.ms_stats(late.retry_due_ms)}; first publish -> last receipt"
+        f" {late.seconds:.1f}s, none sent twice",
+        f"isolation: {iso.held_at_start} slow requests held when the fast publishes began,"
+        f" {iso.held_at_end} still held when the last fast one arrived, answered after"
+        f" {iso.held_seconds:.1f}s (past one lease), none sent twice; fast max"
+        f" {max(iso.fast_ms):.1f} ms (idle latency p50 {p50:.1f} ms, same run)",
+        f"loaded: offered {steady.offered_rate:.0f} msgs/s as {pipeline.STEADY_BATCH}-message"
+        f" batches from {pipeline.STEADY_PUBLISHERS} threads ({steady.late_requests} requests"
+        f" >100 ms behind schedule, {steady.unsent} not sent); {steady.published} published,"
+        f" {steady.delivered}"
+        f" delivered in the window, the rest within {steady.drain_seconds:.1f}s after;"
+        f" lag max {max(steady.lag_ms):.0f} ms",
+    ]
+    if backlog is not None:
+        details.append(
+            f"backlog: first receipt -> all DELIVERED {backlog.seconds:.1f}s, sink alone"
+            f" {backlog.count / backlog.sink_seconds:.0f}/s; RSS MiB after the drain:"
+            f" {pipeline.rss_line(backlog.rss, 'last')}; peak RSS MiB draining"
+            f" {best.count} msgs (delivery round): {pipeline.rss_line(best.rss)}"
         )
     print()
     print("=" * 100)
@@ -521,15 +550,37 @@ def main() -> int:
         )
         servers = Servers(sink, web, web_port, base, base_port)
 
-        log("1/3 publish throughput (no worker running)")
+        stages = 7 if pipeline.BACKLOG > 0 else 6
+        log(f"1/{stages} publish throughput (no worker running)")
         pub = bench_publish(env, db, servers, deadline)
 
-        log("2/3 delivery throughput")
+        log(f"2/{stages} delivery throughput")
         dlv, children = bench_delivery(env, db, sink, deadline)
 
-        log("3/3 idle latency (web, worker and clock running)")
+        log(f"3/{stages} idle latency (web, worker and clock running)")
         lat = bench_latency(env, db, servers, children, deadline)
-        summary(pub, dlv, lat)
+
+        log(f"4/{stages} lateness of delayed messages and retries")
+        late = pipeline.bench_lateness(env, db, sink, web_port, children, deadline)
+        log(
+            f"delayed {pipeline.ms_stats(late.delayed_ms)};"
+            f" retry {pipeline.ms_stats(late.retry_ms)}"
+        )
+
+        log(f"5/{stages} isolation: a fast path beside {pipeline.SLOW_COUNT} hanging requests")
+        iso = pipeline.bench_isolation(env, db, sink, web_port, children, deadline)
+        log(f"fast destination {pipeline.ms_stats(iso.fast_ms)}")
+
+        log(f"6/{stages} deliveries while {pipeline.STEADY_RATE} msgs/s are published")
+        steady = pipeline.bench_steady(env, db, sink, web_port, children, deadline)
+        log(f"deliveries {steady.delivery_rate:.0f}/s, publishes {steady.publish_rate:.0f}/s")
+
+        backlog = None
+        if pipeline.BACKLOG > 0:
+            log(f"7/{stages} draining a backlog of {pipeline.BACKLOG} (memory sampled)")
+            backlog, children = pipeline.bench_backlog(env, db, sink, children, deadline)
+            log(f"backlog drained {backlog.rate:.0f}/s")
+        summary(pub, dlv, lat, late, iso, steady, backlog)
         failed = False
         return 0
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """Baseline for the delivery benchmark: one bare Celery task per message, one requests.post each.
 
 Its own Celery app on its own Redis database (``BENCH_BASELINE_BROKER``, default
-``redis://127.0.0.1:6379/12``) and queue; the worker runs with the product's
+``redis://127.0.0.1:6379/11``) and queue; the worker runs with the product's
 flags: ``celery -A tests.bench.baseline_celery worker --concurrency 2 -O fair
 --prefetch-multiplier 4 -Q bench-baseline``.
 """
@@ -17,7 +17,7 @@ from celery import Celery
 QUEUE = "bench-baseline"
 
 app = Celery(
-    "bench_baseline", broker=os.environ.get("BENCH_BASELINE_BROKER", "redis://127.0.0.1:6379/12")
+    "bench_baseline", broker=os.environ.get("BENCH_BASELINE_BROKER", "redis://127.0.0.1:6379/11")
 )
 app.conf.update(
     task_default_queue=QUEUE,

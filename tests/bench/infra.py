@@ -8,6 +8,7 @@ registered with ``procs`` so it is always stopped.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import secrets
 import subprocess
@@ -26,8 +27,8 @@ from tests.bench.procs import ROOT, Deadline, Proc
 from tests.bench.sink import SinkClient
 
 BENCH_DB = "qstash_bench"
-PRODUCT_REDIS_DB = 13
-BASELINE_REDIS_DB = 12
+PRODUCT_REDIS_DB = 10
+BASELINE_REDIS_DB = 11
 QUEUE = "qstash-bench"
 
 
@@ -306,3 +307,50 @@ def ensure_alive(*children: Proc) -> None:
             raise RuntimeError(
                 f"{child.name} exited with {child.popen.returncode}:\n{child.tail()}"
             )
+
+
+def wait_sink(
+    sink: SinkClient, count: int, timeout: float, deadline: Deadline, children: list[Proc]
+) -> dict[str, float]:
+    end = time.monotonic() + timeout
+    while True:
+        stats = sink.stats()
+        if stats["count"] >= count:
+            return stats
+        if time.monotonic() > end:
+            raise RuntimeError(f"the sink received {stats['count']} of {count} in {timeout:.0f}s")
+        deadline.check("waiting for deliveries")
+        ensure_alive(*children)
+        time.sleep(0.05)
+
+
+def seed(
+    env: Env,
+    db: Database,
+    sink: SinkClient,
+    count: int,
+    deadline: Deadline,
+    *,
+    service: int | None = None,
+    what: str = "delivery product",
+) -> int:
+    """Store ``count`` due messages to the sink's ``/d``; return the hints queued.
+
+    All go through the product's publish service, or only ``service`` of them and
+    the rest are SQL copies (``seed.py``).
+    """
+    db.purge()
+    flush_redis(env, PRODUCT_REDIS_DB)
+    argv = [sys.executable, "-m", "tests.bench.seed", "--count", str(count)]
+    argv += ["--url", sink.url("/d")]
+    if service is not None:
+        argv += ["--service", str(service)]
+    stdout = run_step("seeding", argv, env.product(), deadline)
+    seeded = json.loads(stdout.strip().splitlines()[-1])
+    total, pending = db.counts()
+    if total != count or pending != count:
+        raise RuntimeError(f"seeded {total} messages ({pending} pending), wanted {count}")
+    hints = queue_length(env, PRODUCT_REDIS_DB, QUEUE)
+    how = "published" if service is None or service >= count else f"stored ({service} published)"
+    log(f"{what}: {count} messages {how} in {seeded['seconds']}s, {hints} hints")
+    return hints

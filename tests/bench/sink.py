@@ -2,11 +2,21 @@
 
 A small asyncio HTTP/1.1 server in its own process (``python -m tests.bench.sink``);
 it prints ``PORT <n>`` once it listens. It is used unchanged for the product and for
-the baselines, so its own cost cancels out of the ratios.
+the baselines, so its own cost cancels out of the ratios. Being one event loop, it
+holds any number of unanswered requests without blocking the others.
 
-Control paths (not counted): ``GET /__stats`` -> ``{"count", "first", "last"}``
-(arrival times are ``time.time()`` in this process), ``GET /__times`` -> arrival time
-of every request whose path starts with ``/lat/``, ``POST /__reset``.
+Paths with a behaviour (every other path answers 200 at once):
+
+- ``/fail1/...``: the first request for a path answers 500, later ones 200;
+- ``/slow/...``: answered 200 after ``SLOW_SECONDS`` (30 s), or at once on
+  ``POST /__release`` (or when the sink stops), so a benchmark never waits for them.
+
+Control paths (not counted): ``GET /__stats`` -> ``{"count", "first", "last", "slow"}``
+(arrival times are ``time.time()`` in this process; ``slow`` is how many ``/slow/``
+requests are held unanswered), ``GET /__times`` -> first arrival time of every
+request whose path starts with ``/lat/``, ``GET /__hits?prefix=/x/`` -> every
+arrival time of every tracked path under that prefix (``TRACKED``),
+``POST /__release``, ``POST /__reset`` (held ``/slow/`` requests stay held).
 """
 
 from __future__ import annotations
@@ -19,10 +29,16 @@ import signal
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 OK_CLOSE = OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+FAIL = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"
+FAIL_CLOSE = FAIL.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
 MAX_HEAD = 64 * 1024
+SLOW_SECONDS = 30.0
+# Paths whose every arrival time is kept (the others are only counted).
+TRACKED = ("/lat/", "/delay/", "/fail1/", "/slow/", "/fast/", "/load/")
 
 
 class Stats:
@@ -33,18 +49,23 @@ class Stats:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
-        self.times: dict[str, float] = {}
+        self.hits: dict[str, list[float]] = {}
 
-    def hit(self, path: str, now: float) -> None:
+    def hit(self, path: str, now: float) -> int:
+        """Count one arrival; return how many arrivals this path had before (tracked ones)."""
         self.count += 1
         if not self.first:
             self.first = now
         self.last = now
-        if path.startswith("/lat/"):
-            self.times[path] = now
+        if path.startswith(TRACKED):
+            seen = self.hits.setdefault(path, [])
+            seen.append(now)
+            return len(seen) - 1
+        return 0
 
 
 STATS = Stats()
+HELD: set[SinkProtocol] = set()  # connections whose /slow/ request is not answered yet
 
 
 def _json(data: Any) -> bytes:
@@ -59,15 +80,28 @@ class SinkProtocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
+        # A held /slow/ request: its answer, and the timer that sends it.
+        self.pending: tuple[bytes, bool] | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        HELD.discard(self)
+        self.pending = None
+
     def data_received(self, data: bytes) -> None:
-        assert self.transport is not None
         self.buf += data
-        while True:
+        self._process()
+
+    def _process(self) -> None:
+        assert self.transport is not None
+        # Requests pipelined behind a held one wait for its answer (HTTP/1.1 order).
+        while self.pending is None:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buf) > MAX_HEAD:
@@ -90,19 +124,54 @@ class SinkProtocol(asyncio.Protocol):
             if path.startswith("/__"):
                 reply = self._control(path)
             else:
-                STATS.hit(path, now)
-                reply = OK_CLOSE if close else OK
+                before = STATS.hit(path, now)
+                if path.startswith("/slow/"):
+                    self.pending = (OK_CLOSE if close else OK, close)
+                    HELD.add(self)
+                    self.timer = asyncio.get_running_loop().call_later(SLOW_SECONDS, self.release)
+                    return
+                if path.startswith("/fail1/") and before == 0:
+                    reply = FAIL_CLOSE if close else FAIL
+                else:
+                    reply = OK_CLOSE if close else OK
             self.transport.write(reply)
             if close:
                 self.transport.close()
                 return
 
+    def release(self) -> None:
+        """Answer the held /slow/ request now, then carry on with what followed it."""
+        HELD.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.pending is None or self.transport is None or self.transport.is_closing():
+            self.pending = None
+            return
+        reply, close = self.pending
+        self.pending = None
+        self.transport.write(reply)
+        if close:
+            self.transport.close()
+            return
+        self._process()
+
     @staticmethod
     def _control(path: str) -> bytes:
         if path.startswith("/__stats"):
-            return _json({"count": STATS.count, "first": STATS.first, "last": STATS.last})
+            return _json(
+                {"count": STATS.count, "first": STATS.first, "last": STATS.last, "slow": len(HELD)}
+            )
         if path.startswith("/__times"):
-            return _json(STATS.times)
+            return _json({p: t[0] for p, t in STATS.hits.items() if p.startswith("/lat/")})
+        if path.startswith("/__hits"):
+            prefix = parse_qs(urlsplit(path).query).get("prefix", ["/"])[0]
+            return _json({p: t for p, t in STATS.hits.items() if p.startswith(prefix)})
+        if path.startswith("/__release"):
+            held = list(HELD)
+            for proto in held:
+                proto.release()
+            return _json({"released": len(held)})
         if path.startswith("/__reset"):
             STATS.reset()
             return _json({"reset": True})
@@ -122,6 +191,8 @@ async def serve(port: int) -> None:
     sys.stdout.flush()
     async with server:
         await stop.wait()
+        for proto in list(HELD):  # nobody waits 30 s for a sink that is going away
+            proto.release()
 
 
 class SinkClient:
@@ -145,7 +216,16 @@ class SinkClient:
         return self._call("GET", "/__stats")
 
     def times(self) -> dict[str, float]:
+        """First arrival time of each ``/lat/`` path."""
         return self._call("GET", "/__times")
+
+    def hits(self, prefix: str) -> dict[str, list[float]]:
+        """Every arrival time of each tracked path under ``prefix``."""
+        return self._call("GET", "/__hits?prefix=" + quote(prefix))
+
+    def release(self) -> int:
+        """Answer every held ``/slow/`` request now; how many there were."""
+        return int(self._call("POST", "/__release")["released"])
 
     def reset(self) -> None:
         self._call("POST", "/__reset")

@@ -211,3 +211,26 @@ def test_redis_flushed_while_everything_runs_loses_and_duplicates_nothing(
     )
     paths = sorted(r.path for r in receiver.received())
     assert paths == sorted(f"/flushed/{n}" for n in range(40))
+
+
+@pytest.mark.django_db
+def test_the_clock_does_not_sleep_past_a_row_that_fell_due_after_its_sweep() -> None:
+    from broker.destinations import PublishRequest, drafts_for
+    from broker.services.maintenance import next_due_in
+    from broker.services.publish import publish_limits
+
+    swept_at = timezone.now()
+    drafts, _ = drafts_for(
+        PublishRequest("http://127.0.0.1:9/x", {"Upstash-Delay": "1h"}, b"", {}),
+        groups={},
+        now=swept_at,
+        limits=publish_limits(),
+    )
+    [published] = messages_publish(drafts=drafts, now=swept_at)
+    # It falls due just after the sweep counted, and before the clock asks what is next.
+    Message.objects.filter(message_id=published.message_id).update(
+        due_at=swept_at + timedelta(microseconds=500)
+    )
+    assert next_due_in(after=swept_at, limit=1.0) == 0.0
+    # Once swept at a later time, it is no longer the clock's to wait for.
+    assert next_due_in(after=swept_at + timedelta(seconds=1), limit=1.0) == 1.0

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +48,17 @@ class Command(BaseCommand):
             try:
                 close_old_connections()
                 relay.announced_due = None
-                delivery_sweep()
+                swept_at = timezone.now()
+                delivery_sweep(now=swept_at)
                 if started - last_prune >= prune_every:
                     rows_prune()
                     last_prune = started
-                wait = next_due_in(limit=interval)
+                # Measured from now: the sleep ends at the next due time itself.
+                wait = next_due_in(after=swept_at, limit=interval)
             except Exception:
                 # A database or broker outage must not kill the clock; it retries next tick.
                 logger.exception("clock tick failed")
-            relay.relay(max(0.0, wait - (time.monotonic() - started)))
+                wait = max(0.0, interval - (time.monotonic() - started))
+            relay.relay(wait)
         relay.close()
         logger.info("clock stopped")
