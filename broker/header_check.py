@@ -52,9 +52,14 @@ BROKER_SET = frozenset(
 )
 
 
-def forwardable(name: str) -> bool:
+def owned_by_connection(name: str) -> bool:
+    """Framing, routing and hop-by-hop headers: only the HTTP client may set them."""
     lname = name.lower()
-    return not (lname in NOT_FORWARDABLE or lname in BROKER_SET or lname.startswith("proxy-"))
+    return lname in NOT_FORWARDABLE or lname.startswith("proxy-")
+
+
+def forwardable(name: str) -> bool:
+    return not (owned_by_connection(name) or name.lower() in BROKER_SET)
 
 
 def check_header(name: str, value: str) -> None:

@@ -27,23 +27,9 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import connection as urllib3_connection
 
 from broker.destination_policy import DENIED, DestinationPolicy
+from broker.header_check import owned_by_connection
 
 logger = logging.getLogger(__name__)
-
-# What framing and routing the broker owns: never sent as given by a client,
-# whatever stored row or code path the header list came from.
-NOT_SENT = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
 
 
 @dataclass
@@ -180,7 +166,8 @@ def send(
     result = HttpResult()
     request_headers = urllib3.HTTPHeaderDict()
     for name, value in headers:
-        if name.lower() not in NOT_SENT and not name.lower().startswith("proxy-"):
+        # Whatever row or code path a header list came from, it cannot reframe the request.
+        if not owned_by_connection(name):
             request_headers.add(name, value)
     cap = settings.QSTASH_RESPONSE_BODY_CAP
     try:
