@@ -128,7 +128,9 @@ class DeliveryEngine:
             ids=ids, limit=limit, now=timezone.now(), lease_seconds=self.lease_seconds
         )
         if ids is None:
-            self._more_due = len(rows) == limit
+            # A short claim is no proof the backlog is gone: other claimers' locked rows
+            # were skipped. Only a claim that finds nothing ends the refilling.
+            self._more_due = bool(rows)
         elif len(ids) > limit:
             self._more_due = True
         if not rows:
