@@ -169,3 +169,10 @@ def test_chunked_publish_is_delivered_byte_exact_and_capped(dev_server, receiver
     response = httpx.post(base + receiver.url("/too-big"), headers=auth, content=too_big)
     assert response.status_code == 413
     assert "maximum" in response.json()["error"]
+
+
+def test_make_run_serves_the_console_styled(dev_server) -> None:  # type: ignore[no-untyped-def]
+    port, _, _ = dev_server
+    css = httpx.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=10)
+    assert css.status_code == 200
+    assert css.headers["Content-Type"].startswith("text/css")
