@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 from broker.errors import ApplicationError
+from broker.filters import MESSAGE_FILTERS
 from broker.models import DlqEntry, Message
 from broker.services.credentials import credentials_forget
 from broker.urls_check import validate_http_url
@@ -385,25 +386,8 @@ PLAUSIBLE_QUERY: dict[str, list[str]] = {
 }
 
 
-MESSAGE_QUERY_NAMES = [
-    "messageId",
-    "messageIds",
-    "url",
-    "host",
-    "path",
-    "topicName",
-    "endpointName",
-    "queueName",
-    "scheduleId",
-    "label",
-    "flowControlKey",
-    "callerIp",
-    "callerIP",
-    "fromDate",
-    "toDate",
-    "count",
-    "cursor",
-]
+# Every filter the API reads (the one list in broker/filters.py), plus paging.
+MESSAGE_QUERY_NAMES = [*sorted(MESSAGE_FILTERS), "count", "cursor"]
 LOG_QUERY_NAMES = [*MESSAGE_QUERY_NAMES, "state", "order", "groupBy", "trimBody", "unknown"]
 DLQ_QUERY_NAMES = [*MESSAGE_QUERY_NAMES, "responseStatus", "dlqIds", "order", "unknown"]
 PUBLISH_QUERY_NAMES = [n for n in QUERY_NAMES if n.startswith("upstash-")] + ["x", "unknown"]

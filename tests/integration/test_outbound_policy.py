@@ -127,6 +127,15 @@ def test_production_default_policy_fails_internal_destinations_in_a_real_worker(
     assert receiver.received() == []
 
 
+def _policy(*, denied: list[str]) -> None:
+    """Any host name, no allowed networks, these denied ones (the test settings are
+    restored after each test by the autouse fixture in conftest)."""
+    settings.QSTASH_ALLOWED_HOSTS = []
+    settings.QSTASH_ALLOWED_NETWORKS = []
+    settings.QSTASH_DENIED_NETWORKS = denied
+    outbound.reset()
+
+
 class _RebindingDns:
     """A resolver whose first answer for ``name`` differs from every later one."""
 
@@ -147,10 +156,7 @@ def test_a_name_is_resolved_once_and_connected_to_at_the_checked_address(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 127.0.0.1 (the receiver) is denied; 127.0.0.3 is allowed and nothing listens there.
-    settings.QSTASH_ALLOWED_HOSTS = []
-    settings.QSTASH_ALLOWED_NETWORKS = []
-    settings.QSTASH_DENIED_NETWORKS = ["127.0.0.1/32", "::/0"]
-    outbound.reset()
+    _policy(denied=["127.0.0.1/32", "::/0"])
     dns = _RebindingDns("rebind.test", first="127.0.0.3", later="127.0.0.1")
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     result = outbound.send(
@@ -169,10 +175,7 @@ def test_a_name_is_resolved_once_and_connected_to_at_the_checked_address(
 def test_a_denied_answer_refuses_the_name_and_names_no_address(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings.QSTASH_ALLOWED_HOSTS = []
-    settings.QSTASH_ALLOWED_NETWORKS = []
-    settings.QSTASH_DENIED_NETWORKS = settings.DEFAULT_DENIED_NETWORKS.split(",")
-    outbound.reset()
+    _policy(denied=settings.DEFAULT_DENIED_NETWORKS.split(","))
     dns = _RebindingDns("internal.test", first="127.0.0.1", later="127.0.0.1")
     monkeypatch.setattr(socket, "getaddrinfo", dns)
     result = outbound.send(
@@ -187,8 +190,7 @@ def test_a_denied_answer_refuses_the_name_and_names_no_address(
 
 
 def test_slow_name_resolution_counts_against_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings.QSTASH_ALLOWED_HOSTS = []
-    outbound.reset()
+    _policy(denied=list(settings.QSTASH_DENIED_NETWORKS))
     real = socket.getaddrinfo
 
     def slow(host: Any, *args: Any, **kwargs: Any) -> Any:
