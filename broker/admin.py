@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils import timezone
 
 from broker.errors import ApplicationError
-from broker.models import DlqEntry, LogEntry, Message
+from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue
 from broker.services.dlq import dlq_delete, dlq_retry
+from broker.services.flow_control import (
+    flow_key_pause,
+    flow_key_reset_rate,
+    flow_key_resume,
+    flow_key_unpin,
+)
+from broker.services.queues import queue_pause, queue_resume
 from broker.wire import visible_header
 
 
@@ -129,3 +136,121 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
         deleted = dlq_delete(dlq_ids=list(queryset.values_list("dlq_id", flat=True)))
         self.message_user(request, f"Deleted {deleted} DLQ entr{'y' if deleted == 1 else 'ies'}.")
+
+
+@admin.register(Queue)
+class QueueAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Queues with their lag; pause and resume call the same services as the API."""
+
+    list_display = ("name", "parallelism", "paused", "lag", "updated_at")
+    search_fields = ("name",)
+    ordering = ("name",)
+    actions = ["pause", "resume"]
+    fields = ("name", "parallelism", "paused", "lag", "created_at", "updated_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Queue]:
+        # The lag of the listed queues only, through the pending-by-queue index.
+        pending = Message.objects.filter(
+            queue_name=OuterRef("name"), state__in=Message.PENDING_STATES
+        ).exclude(queue_name="")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _lag=Subquery(pending.values("queue_name").annotate(n=Count("id")).values("n")[:1])
+            )
+        )
+
+    @admin.display(description="lag (undelivered)")
+    def lag(self, obj: Queue) -> int:
+        return getattr(obj, "_lag", None) or 0
+
+    @admin.action(description="Pause: deliver nothing more until resumed")
+    def pause(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        for name in queryset.values_list("name", flat=True):
+            queue_pause(name=name, now=timezone.now())
+        self.message_user(request, f"Paused {queryset.count()} queue(s).")
+
+    @admin.action(description="Resume")
+    def resume(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        for name in queryset.values_list("name", flat=True):
+            queue_resume(name=name, now=timezone.now())
+        self.message_user(request, f"Resumed {queryset.count()} queue(s).")
+
+
+@admin.register(FlowControlKey)
+class FlowControlKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Flow-control keys with their live counts (the same reads as the API)."""
+
+    list_display = (
+        "key",
+        "limits",
+        "wait_list",
+        "in_flight",
+        "paused",
+        "pinned_parallelism",
+        "pinned_rate",
+    )
+    search_fields = ("key",)
+    ordering = ("key",)
+    actions = ["pause", "resume", "reset_rate", "unpin"]
+    fields = ("key", "limits", "wait_list", "in_flight", "paused", "created_at", "updated_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[FlowControlKey]:
+        def count(**where: Any) -> Subquery:
+            rows = Message.objects.filter(flow_control_key=OuterRef("key"), **where)
+            return Subquery(rows.values("flow_control_key").annotate(n=Count("id")).values("n")[:1])
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _waiting=count(waiting_for=Message.Waiting.FLOW),
+                _in_flight=count(flow_slot=True),
+            )
+        )
+
+    @admin.display(description="limits")
+    def limits(self, obj: FlowControlKey) -> str:
+        parts = []
+        if obj.parallelism:
+            parts.append(f"parallelism={obj.parallelism}")
+        if obj.rate:
+            parts.append(f"rate={obj.rate}/{obj.period}s")
+        return ", ".join(parts) or "none"
+
+    @admin.display(description="waitlist")
+    def wait_list(self, obj: FlowControlKey) -> int:
+        return getattr(obj, "_waiting", None) or 0
+
+    @admin.display(description="in flight")
+    def in_flight(self, obj: FlowControlKey) -> int:
+        return getattr(obj, "_in_flight", None) or 0
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[FlowControlKey], act: Any) -> None:
+        keys = list(queryset.values_list("key", flat=True))
+        for key in keys:
+            act(key=key, now=timezone.now())
+        self.message_user(request, f"Done for {len(keys)} key(s).")
+
+    @admin.action(description="Pause")
+    def pause(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
+        self._each(request, queryset, flow_key_pause)
+
+    @admin.action(description="Resume")
+    def resume(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
+        self._each(request, queryset, flow_key_resume)
+
+    @admin.action(description="Reset the rate count")
+    def reset_rate(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
+        self._each(request, queryset, flow_key_reset_rate)
+
+    @admin.action(description="Unpin parallelism and rate")
+    def unpin(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
+        self._each(
+            request,
+            queryset,
+            lambda key, now: flow_key_unpin(key=key, parallelism=True, rate=True, now=now),
+        )

@@ -209,6 +209,9 @@ class DeliveryEngine:
             try:
                 counts = messages_record_outcomes(attempts=attempts, now=timezone.now())
                 logger.debug("recorded %s", counts)
+                if counts.get("gates_woken"):
+                    # A queue or key may admit the next message now: claim it here.
+                    self._more_due = True
                 return
             except _CONNECTION_ERRORS:
                 _drop_connection()

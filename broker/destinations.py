@@ -27,6 +27,20 @@ class PublishRequest:
     body: bytes
     query: Mapping[str, str]
     caller_ip: str = ""
+    queue: str = ""  # enqueue: the queue the messages go through
+
+
+# Messages of a queue go in order, as soon as the queue admits them.
+_NOT_FOR_QUEUES = ("upstash-delay", "upstash-not-before")
+
+
+def _check_queue_options(request: PublishRequest) -> None:
+    given = {name.lower() for name in request.headers} | {k.lower() for k in request.query}
+    for name in _NOT_FOR_QUEUES:
+        if name in given:
+            raise ApplicationError(
+                f"invalid {name.title()}: a message enqueued to a queue cannot be delayed"
+            )
 
 
 def _with_defaults(defaults: Mapping[str, object], headers: Mapping[str, str]) -> dict[str, str]:
@@ -55,10 +69,14 @@ def drafts_for(
     """
     destination = request.destination
     payload = Payload(body=request.body)
+    if request.queue:
+        _check_queue_options(request)
     if is_url(destination):
         validate_http_url(destination, field="destination url")
         options = parse_publish_options(request.headers, request.query, now=now, limits=limits)
-        return [Draft(destination, payload, options, caller_ip=request.caller_ip)], False
+        draft = Draft(destination, payload, options, caller_ip=request.caller_ip)
+        draft.queue_name = request.queue
+        return [draft], False
     group = groups.get(destination)
     if group is None:
         raise ApplicationError(
@@ -75,6 +93,7 @@ def drafts_for(
             caller_ip=request.caller_ip,
             topic_name=group.name,
             endpoint_name=endpoint.name,
+            queue_name=request.queue,
         )
         for endpoint in sorted(group.endpoints.all(), key=lambda e: e.pk)
     ]

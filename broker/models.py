@@ -36,6 +36,14 @@ class Message(models.Model):
         CANCELED = "CANCELED"
 
     PENDING_STATES = (State.CREATED, State.ACTIVE, State.RETRY)
+    FINAL_STATES = (State.DELIVERED, State.FAILED, State.CANCELED)
+
+    class Waiting(models.TextChoices):
+        """Which gate holds a pending message back (``broker/services/gates.py``)."""
+
+        NO = "", "not waiting"
+        QUEUE = "queue", "its queue"
+        FLOW = "flow", "its flow-control key"
 
     message_id = models.CharField(max_length=40, unique=True, default=new_message_id)
     url = models.TextField()
@@ -46,6 +54,16 @@ class Message(models.Model):
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.CREATED)
     due_at = models.DateTimeField(null=True, blank=True)
+    # A waiting message is not claimable, whatever its due_at, until its gate admits it.
+    waiting_for = models.CharField(
+        max_length=8, choices=Waiting.choices, blank=True, default=Waiting.NO
+    )
+    # Admitted by its queue and not yet released: the message and its callbacks
+    # are not all finished. Counts against the queue's parallelism.
+    queue_slot = models.BooleanField(default=False)
+    # Admitted by its flow-control key for one attempt whose outcome is not yet
+    # written. Counts against the key's parallelism.
+    flow_slot = models.BooleanField(default=False)
     claim_token = models.UUIDField(null=True, blank=True)
     retried = models.PositiveIntegerField(default=0)
     max_retries = models.PositiveIntegerField(default=3)
@@ -93,11 +111,47 @@ class Message(models.Model):
 
     class Meta:
         indexes = [
-            # The claim: "state IN (pending) AND due_at <= now() ORDER BY due_at".
+            # The claim: "state IN (pending) AND waiting_for = '' AND due_at <= now()
+            # ORDER BY due_at". Waiting rows stay out, so a paused queue of a million
+            # messages costs the claim nothing.
             models.Index(
                 fields=["due_at"],
-                name="message_due_idx",
-                condition=models.Q(due_at__isnull=False),
+                name="message_claim_idx",
+                condition=models.Q(due_at__isnull=False, waiting_for=""),
+            ),
+            # A queue's admission: its waiting messages in FIFO order.
+            models.Index(
+                fields=["queue_name", "id"],
+                name="message_queue_wait_idx",
+                condition=models.Q(waiting_for="queue"),
+            ),
+            # A flow-control key's admission: its waitlist by due time.
+            models.Index(
+                fields=["flow_control_key", "due_at", "id"],
+                name="message_flow_wait_idx",
+                condition=models.Q(waiting_for="flow"),
+            ),
+            # What a queue / a key has in flight (their parallelism counts).
+            models.Index(
+                fields=["queue_name"],
+                name="message_queue_slot_idx",
+                condition=models.Q(queue_slot=True),
+            ),
+            models.Index(
+                fields=["flow_control_key"],
+                name="message_flow_slot_idx",
+                condition=models.Q(flow_slot=True),
+            ),
+            # A queue's lag: its undelivered messages.
+            models.Index(
+                fields=["queue_name"],
+                name="message_queue_pending_idx",
+                condition=models.Q(state__in=["CREATED", "ACTIVE", "RETRY"])
+                & ~models.Q(queue_name=""),
+            ),
+            # The global parallelism count: attempts in flight.
+            models.Index(
+                fields=["due_at"], name="message_active_idx", condition=models.Q(state="ACTIVE")
             ),
             # Bulk cancel and the console list by creation time.
             models.Index(fields=["created_at"], name="message_created_idx"),
@@ -123,6 +177,69 @@ class Message(models.Model):
     @staticmethod
     def join_labels(labels: list[str]) -> str:
         return f",{','.join(labels)}," if labels else ""
+
+
+class Queue(models.Model):
+    """A FIFO queue: at most ``parallelism`` of its messages in flight, in order.
+
+    ``wake_at`` is set when admission may have work (a message arrived, a slot
+    was released, the queue resumed); the claimers admit from queues whose
+    ``wake_at`` has come and clear it.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    parallelism = models.PositiveIntegerField(default=1)
+    paused = models.BooleanField(default=False)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    wake_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Admission: "wake_at <= now() AND NOT paused".
+            models.Index(
+                fields=["wake_at"], name="queue_wake_idx", condition=models.Q(wake_at__isnull=False)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FlowControlKey(models.Model):
+    """Limits shared by the messages of one ``Upstash-Flow-Control-Key``, per attempt.
+
+    ``parallelism``: attempts in flight at once; ``rate`` attempts start per
+    ``period`` seconds (counted in ``rate_count`` since ``rate_period_start``).
+    Null means no limit. Messages over a limit wait (``Message.waiting_for``).
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    parallelism = models.PositiveIntegerField(null=True, blank=True)
+    rate = models.PositiveIntegerField(null=True, blank=True)
+    period = models.PositiveIntegerField(default=1)
+    paused = models.BooleanField(default=False)
+    pinned_parallelism = models.BooleanField(default=False)
+    pinned_rate = models.BooleanField(default=False)
+    rate_count = models.PositiveIntegerField(default=0)
+    rate_period_start = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    wake_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "flow-control key"
+        indexes = [
+            # Admission: "wake_at <= now() AND NOT paused".
+            models.Index(
+                fields=["wake_at"],
+                name="flowkey_wake_idx",
+                condition=models.Q(wake_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class LogEntry(models.Model):

@@ -224,6 +224,13 @@ QSTASH_RESPONSE_BODY_CAP = envint("QSTASH_RESPONSE_BODY_CAP", 64 * 1024)
 QSTASH_DELIVERY_CONCURRENCY = envint("QSTASH_DELIVERY_CONCURRENCY", 100)
 QSTASH_DELIVERY_BATCH = envint("QSTASH_DELIVERY_BATCH", 100)
 QSTASH_LEASE_SECONDS = envint("QSTASH_LEASE_SECONDS", 6)
+# The most attempts in flight across all workers (GET /v2/globalParallelism); 0: only
+# the engines' own slots bound it.
+QSTASH_GLOBAL_PARALLELISM = envint("QSTASH_GLOBAL_PARALLELISM", 0)
+# GET /v2/flowControl lists at most this many keys (search narrows it).
+QSTASH_MAX_FLOW_KEYS_LISTED = envint("QSTASH_MAX_FLOW_KEYS_LISTED", 1000)
+# The largest parallelism a queue may be given (POST /v2/queues answers 412 above it).
+QSTASH_MAX_QUEUE_PARALLELISM = envint("QSTASH_MAX_QUEUE_PARALLELISM", 1000)
 # A warm shutdown waits this long for held deliveries to finish and be recorded.
 QSTASH_SHUTDOWN_DRAIN_SECONDS = envint("QSTASH_SHUTDOWN_DRAIN_SECONDS", 30)
 

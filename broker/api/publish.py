@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from broker.destinations import PublishRequest, drafts_for, is_url
 from broker.errors import ApplicationError
 from broker.services.publish import Draft, Published, messages_publish, publish_limits
+from broker.services.queues import queue_name_check
 from groups.selectors import url_groups_by_name
 
 # Proxies may collapse "https://" in a path to "https:/".
@@ -73,7 +74,7 @@ def check_fan_out(count: int) -> None:
         )
 
 
-def _answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
+def answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
     """The wire shape (object for a URL, bare array for a group) and whether all were dups."""
     duplicate = bool(published) and all(p.deduplicated for p in published)
     if is_group:
@@ -94,7 +95,7 @@ class PublishView(APIView):
         )
         drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
         check_fan_out(len(drafts))
-        data, duplicate = _answer(messages_publish(drafts=drafts, now=now), is_group)
+        data, duplicate = answer(messages_publish(drafts=drafts, now=now), is_group)
         return Response(data, status=202 if duplicate else 200)
 
 
@@ -104,8 +105,9 @@ def _batch_item(item: Any, index: int, caller_ip: str) -> PublishRequest:
     destination = item.get("destination")
     if not isinstance(destination, str) or not destination:
         raise ApplicationError(f"invalid batch[{index}].destination: it is required")
-    if item.get("queue"):
-        raise ApplicationError(f"invalid batch[{index}].queue: queues are not supported yet")
+    queue = item.get("queue") or ""
+    if queue:
+        queue_name_check(queue, field=f"batch[{index}].queue")
     headers = item.get("headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise ApplicationError(f"invalid batch[{index}].headers: expected string values")
@@ -118,7 +120,7 @@ def _batch_item(item: Any, index: int, caller_ip: str) -> PublishRequest:
             f"invalid batch[{index}].body: {len(encoded)} bytes; "
             f"the maximum is {settings.QSTASH_MAX_BODY_BYTES}"
         )
-    return PublishRequest(destination, headers, encoded, {}, caller_ip)
+    return PublishRequest(destination, headers, encoded, {}, caller_ip, queue=queue)
 
 
 class BatchView(APIView):
@@ -163,6 +165,6 @@ class BatchView(APIView):
         published = messages_publish(drafts=drafts, now=now) if drafts else []
         offset = 0
         for index, is_group, count in planned:
-            answers[index] = _answer(published[offset : offset + count], is_group)[0]
+            answers[index] = answer(published[offset : offset + count], is_group)[0]
             offset += count
         return Response(answers)

@@ -54,5 +54,5 @@ def message_send(message: Message, *, signing_key: str) -> HttpResult:
 
 def messages_due_count(*, limit: int, now: datetime) -> int:
     """How many messages are due at ``now``, counting at most ``limit``."""
-    due = Message.objects.filter(state__in=Message.PENDING_STATES, due_at__lte=now)
+    due = Message.objects.filter(state__in=Message.PENDING_STATES, due_at__lte=now, waiting_for="")
     return due.values("pk")[:limit].count()

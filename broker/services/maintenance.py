@@ -23,9 +23,12 @@ def delivery_sweep(*, now: datetime) -> int:
     Several clocks may run; extra hints only cost an empty claim.
     """
     from broker.services.delivery import messages_due_count
+    from broker.services.gates import gates_ready
 
     batch = settings.QSTASH_DELIVERY_BATCH
     hints = math.ceil(messages_due_count(limit=batch * MAX_ANONYMOUS_HINTS, now=now) / batch)
+    if not hints and gates_ready(now=now):
+        hints = 1  # a queue or key may admit: the claim that follows lets it
     send_hints([], anonymous=hints)
     return hints
 
@@ -36,15 +39,22 @@ def next_due_in(*, after: datetime, limit: float) -> float:
 
     ``after`` is the time the sweep counted due rows at: rows due by then were
     hinted, and a row falling due between the sweep and this query is still
-    found. Finished rows have no ``due_at``, so this reads the partial index
-    ``message_due_idx`` from ``after`` on.
+    found. Finished and waiting rows are not in the partial index
+    ``message_claim_idx``, which this reads from ``after`` on; a gate's next
+    wake-up (a flow-control key's next rate period, a waiting delayed message)
+    counts too.
     """
+    from broker.services.gates import gates_next_wake
+
     first = (
-        Message.objects.filter(due_at__gt=after)
+        Message.objects.filter(due_at__gt=after, waiting_for="")
         .order_by("due_at")
         .values_list("due_at", flat=True)
         .first()
     )
+    gate = gates_next_wake(after=after)
+    if gate is not None and (first is None or gate < first):
+        first = gate
     if first is None:
         return limit
     return min(limit, max(0.0, (first - timezone.now()).total_seconds()))

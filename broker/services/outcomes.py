@@ -8,7 +8,9 @@ milliseconds (the engine flushes them as they return, never a whole batch):
    discarded;
 2. apply each outcome to its row (``decide``) and collect log rows, DLQ entries
    and callback drafts;
-3. write all of it in one transaction.
+3. write all of it in one transaction, then release what the attempts held at
+   their gates (a flow-control key's slot after every attempt, a queue's once
+   the message and its callbacks are finished) and wake those gates.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from broker.backoff import decide
 from broker.http import HttpResult
 from broker.models import DlqEntry, LogEntry, Message
 from broker.services.callbacks import callback_drafts
+from broker.services.gates import keys_wake, slots_release
 from broker.services.json_rows import log_entries_insert
 from broker.services.publish import Draft, messages_publish
 from broker.wakeup import notify_due_at
@@ -36,6 +39,8 @@ _UNDELIVERED_FIELDS = [
     "state",
     "retried",
     "due_at",
+    "waiting_for",
+    "flow_slot",
     "claim_token",
     "finished_at",
     "last_response_status",
@@ -64,6 +69,8 @@ class _Writes:
     callbacks: list[Draft] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     lost: list[str] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)  # finished now, holding a queue slot
+    keys: set[str] = field(default_factory=set)  # flow-control keys whose slot frees
 
 
 def _held(attempts: list[Attempt]) -> set[int]:
@@ -81,6 +88,11 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
     message, result, now = attempt.message, attempt.result, attempt.finished_at
     outcome = decide(message, result, now)
     writes.counts[outcome.state] += 1
+    if message.flow_slot:
+        writes.keys.add(message.flow_control_key)
+    if outcome.state != Message.State.RETRY and (message.queue_slot or message.source_message_id):
+        # Finished: it may release its own queue slot, or (a callback) its source's.
+        writes.finished.append(message.pk)
     dlq_id = None
     if outcome.state == Message.State.FAILED:
         dlq_id = DlqEntry.make_id(message, now)
@@ -127,6 +139,9 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
         row.state = Message.State.RETRY
         row.retried = message.retried + 1
         row.due_at = now + timedelta(seconds=outcome.delay_seconds)
+        if message.flow_control_key:
+            # Each attempt passes the key's limits: the retry waits for its turn again.
+            row.waiting_for = Message.Waiting.FLOW
         error_log.next_delivery_time = row.due_at
         writes.logs += [
             error_log,
@@ -154,6 +169,7 @@ def _write(writes: _Writes, now: datetime) -> None:
             state=Message.State.DELIVERED,
             due_at=None,
             claim_token=None,
+            flow_slot=False,
             finished_at=now,
             updated_at=now,
             last_response_status=status,
@@ -167,6 +183,12 @@ def _write(writes: _Writes, now: datetime) -> None:
     DlqEntry.objects.bulk_create(writes.dead)
     if writes.callbacks:
         messages_publish(drafts=writes.callbacks, now=now)
+    # Queues before keys: the gates' lock order.
+    released = slots_release(finished=writes.finished, now=now)
+    keys_wake(sorted(writes.keys), at=now)
+    if released or writes.keys:
+        writes.counts["gates_woken"] = released + len(writes.keys)
+        notify_due_at(now)  # the clock and other workers: a gate may admit more
 
 
 def messages_record_outcomes(*, attempts: list[Attempt], now: datetime) -> dict[str, int]:

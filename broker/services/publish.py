@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 
 from broker.models import Deduplication, Message, Payload
 from broker.publish_options import Limits, PublishOptions
+from broker.services.gates import gates_prepare, gates_wake_for
 from broker.services.message_insert import messages_insert
 
 
@@ -134,9 +135,11 @@ def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
     """Store the drafts as messages, each with its CREATED log row, atomically.
 
     A draft whose deduplication key was seen inside the window creates nothing
-    and answers the earlier message id with ``deduplicated=True``. After commit,
-    the immediately due messages are handed to the delivery side (wakeup.py).
-    Raises nothing for valid drafts; validation happened when they were built.
+    and answers the earlier message id with ``deduplicated=True``. A message of a
+    queue or with a flow-control key waits for its gate (``gates.py``), which is
+    created if missing. After commit, the immediately due messages are handed to
+    the delivery side (wakeup.py). Raises nothing for valid drafts; validation
+    happened when they were built.
     """
     messages = [_build(draft, now) for draft in drafts]
     keys = [
@@ -145,12 +148,16 @@ def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
         )
         for d in drafts
     ]
-    if not any(keys):
+    gated = any(m.queue_name or m.flow_control_key for m in messages)
+    if not any(keys) and not gated:
         # The hot path: one statement on PostgreSQL, atomic without a transaction.
         messages_insert(messages, now=now)
         return [Published(m.message_id, m.url) for m in messages]
     with transaction.atomic():
-        return _publish_deduplicated(messages, keys, now)
+        gates_prepare(messages, now=now)
+        published = _publish_deduplicated(messages, keys, now)
+        gates_wake_for((m for m in messages if m.pk is not None), now=now)
+        return published
 
 
 def _publish_deduplicated(

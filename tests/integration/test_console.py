@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from django.test import Client
 
-from broker.models import DlqEntry, LogEntry, Message
+from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue
 from groups.models import Endpoint, UrlGroup
 from tests.conftest import TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
@@ -195,3 +195,39 @@ def test_console_refuses_default_headers_the_api_refuses(
         f"{publish.status_code} {publish.text[:200]}"
     )
     assert not UrlGroup.objects.filter(name="console-headers").exists()
+
+
+def test_queues_and_flow_keys_pages_show_live_counts_and_act(
+    client_sdk: Any, admin_client: Client, receiver: Destination
+) -> None:
+    client_sdk.queue.upsert("console-q", parallelism=2, paused=True)
+    for _ in range(3):
+        client_sdk.message.enqueue(queue="console-q", url=receiver.url("/cq"), body="x")
+    client_sdk.message.publish(
+        url=receiver.url("/ck"), body="x", flow_control={"key": "console-k", "parallelism": 1}
+    )
+    receiver.wait_for(1, "/ck")
+    client_sdk.flow_control.pause("console-k")
+    client_sdk.message.publish(url=receiver.url("/ck"), body="y", flow_control={"key": "console-k"})
+
+    page = admin_client.get("/admin/broker/queue/")
+    assert page.status_code == 200
+    row = page.content.decode().split("console-q", 1)[1].split("</tr>", 1)[0]
+    assert ">3<" in row  # the lag
+    keys = admin_client.get("/admin/broker/flowcontrolkey/")
+    assert keys.status_code == 200
+    key_row = keys.content.decode().split("console-k", 1)[1].split("</tr>", 1)[0]
+    assert "parallelism=1" in key_row and ">1<" in key_row  # one waiting
+
+    queue_pk = Queue.objects.get(name="console-q").pk
+    res = admin_client.post(
+        "/admin/broker/queue/", {"action": "resume", "_selected_action": [queue_pk]}
+    )
+    assert res.status_code == 302
+    assert Queue.objects.get(name="console-q").paused is False
+    receiver.wait_for(3, "/cq", timeout=20)
+    key_pk = FlowControlKey.objects.get(key="console-k").pk
+    admin_client.post(
+        "/admin/broker/flowcontrolkey/", {"action": "resume", "_selected_action": [key_pk]}
+    )
+    receiver.wait_for(2, "/ck", timeout=20)

@@ -152,6 +152,19 @@ def test_typescript_sdk_dev_mode_publishes_receives_and_verifies(dev_server) -> 
     assert out["logStates"][0] == "DELIVERED"
     assert set(out["logStates"]) == {"CREATED", "ACTIVE", "DELIVERED"}
     assert out["logCursor"] is None
+    assert out["queuePaused"]["paused"] is True and out["queuePaused"]["lag"] == 3
+    assert out["queueOrder"] == ["/q/0", "/q/1", "/q/2"]
+    assert out["queueList"] == [["js-queue", True]]
+    key = out["flowKey"]
+    assert (key["flowControlKey"], key["isPaused"], key["parallelismMax"]) == ("js-key", True, 1)
+    assert (key["isPinnedParallelism"], key["rateMax"], key["ratePeriod"]) == (True, 10, 1)
+    after = out["flowKeyAfter"]
+    assert (after["isPaused"], after["isPinnedParallelism"], after["rateCount"]) == (
+        False,
+        False,
+        0,
+    )
+    assert set(out["globalParallelism"]) == {"parallelismMax", "parallelismCount"}
 
 
 def test_chunked_publish_is_delivered_byte_exact_and_capped(dev_server, receiver) -> None:  # type: ignore[no-untyped-def]

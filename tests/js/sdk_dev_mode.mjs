@@ -76,6 +76,36 @@ const logs = await client.logs({ filter: { messageId: published.messageId } });
 out.logStates = logs.logs.map((l) => l.state);
 out.logCursor = logs.cursor ?? null;
 
+// Queues: upsert, enqueue (FIFO with parallelism 1), pause, resume, get, list, delete.
+const queue = client.queue({ queueName: "js-queue" });
+await queue.upsert({ parallelism: 1, paused: true });
+for (const n of [0, 1, 2]) {
+  await queue.enqueueJSON({ url: `${base}/q/${n}`, body: { n } });
+}
+out.queuePaused = await queue.get();
+await queue.resume();
+await waitFor(() => received.filter((r) => r.path.startsWith("/q/")).length >= 3, "queue");
+out.queueOrder = received.filter((r) => r.path.startsWith("/q/")).map((r) => r.path);
+await queue.pause();
+out.queueList = (await queue.list()).map((q) => [q.name, q.paused]);
+await queue.delete();
+
+// Flow control: publish with a key, then pause, pin, unpin, reset, read it back.
+await client.publishJSON({
+  url: `${base}/fc`,
+  body: { fc: 1 },
+  flowControl: { key: "js-key", parallelism: 2, rate: 10, period: "1s" },
+});
+await waitFor(() => received.find((r) => r.path === "/fc"), "flow-controlled delivery");
+await client.flowControl.pause("js-key");
+await client.flowControl.pin("js-key", { parallelism: 1 });
+out.flowKey = await client.flowControl.get("js-key");
+await client.flowControl.unpin("js-key", { parallelism: true });
+await client.flowControl.resetRate("js-key");
+await client.flowControl.resume("js-key");
+out.flowKeyAfter = await client.flowControl.get("js-key");
+out.globalParallelism = await client.flowControl.getGlobalParallelism();
+
 console.log(JSON.stringify(out));
 server.close();
 process.exit(0);
