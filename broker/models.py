@@ -93,6 +93,8 @@ class Message(models.Model):
     endpoint_name = models.CharField(max_length=200, blank=True, default="")
     queue_name = models.CharField(max_length=200, blank=True, default="")
     schedule_id = models.CharField(max_length=200, blank=True, default="")
+    # The schedule's trigger time that produced this message (its minute).
+    scheduled_for = models.DateTimeField(null=True, blank=True)
     # Set on a callback message: the message whose attempt it reports on.
     source_message = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="callbacks"
@@ -148,6 +150,12 @@ class Message(models.Model):
                 name="message_queue_pending_idx",
                 condition=models.Q(state__in=["CREATED", "ACTIVE", "RETRY"])
                 & ~models.Q(queue_name=""),
+            ),
+            # A schedule's last states, and withdrawing a trigger not yet come.
+            models.Index(
+                fields=["schedule_id", "scheduled_for"],
+                name="message_schedule_idx",
+                condition=models.Q(scheduled_for__isnull=False),
             ),
             # The global parallelism count: attempts in flight.
             models.Index(
@@ -240,6 +248,46 @@ class FlowControlKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Schedule(models.Model):
+    """A cron schedule: publish options stored once, a message made at each trigger.
+
+    ``next_fire_at`` is the next trigger not yet made into messages; the clock
+    makes triggers up to ``QSTASH_SCHEDULE_LOOKAHEAD_SECONDS`` ahead, as messages
+    due at their minute (``broker/services/schedules.py``). ``last_fire_at`` is
+    the latest trigger made, ``prior_fire_at`` the one before it.
+    """
+
+    schedule_id = models.CharField(max_length=200, unique=True)
+    destination = models.TextField()  # a URL, or a URL group's name
+    cron = models.CharField(max_length=300)
+    paused = models.BooleanField(default=False)
+    payload = models.ForeignKey(Payload, on_delete=models.PROTECT, related_name="schedules")
+    # broker.publish_options.PublishOptions as JSON (no not_before: see delay_seconds).
+    options = models.JSONField(default=dict)
+    delay_seconds = models.PositiveIntegerField(default=0)
+    queue_name = models.CharField(max_length=200, blank=True, default="")
+    caller_ip = models.CharField(max_length=64, blank=True, default="")
+    next_fire_at = models.DateTimeField(null=True, blank=True)
+    last_fire_at = models.DateTimeField(null=True, blank=True)
+    prior_fire_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The clock's trigger claim: "NOT paused AND next_fire_at <= now + lookahead".
+            models.Index(
+                fields=["next_fire_at"],
+                name="schedule_next_idx",
+                condition=models.Q(paused=False, next_fire_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.schedule_id
 
 
 class LogEntry(models.Model):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from broker.durations import DurationError, parse_duration
 from broker.errors import ApplicationError
@@ -90,6 +91,19 @@ class PublishOptions:
             for value in self.header[name]:
                 digest.update(f"\0{name.lower()}:{value}".encode())
         return "content:" + digest.hexdigest()
+
+
+def options_to_json(opts: PublishOptions) -> dict[str, Any]:
+    """Stored options (a schedule's): everything but ``not_before``, which each use sets."""
+    data = asdict(opts)
+    data["not_before"] = None
+    return data
+
+
+def options_from_json(data: Mapping[str, Any]) -> PublishOptions:
+    fields = dict(data)
+    flow_control = FlowControl(**fields.pop("flow_control", {}))
+    return PublishOptions(**fields, flow_control=flow_control)
 
 
 class _Headers:

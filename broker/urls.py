@@ -15,6 +15,7 @@ from broker.api.logs import LogsView
 from broker.api.messages import MessagesView, MessageView
 from broker.api.publish import BatchView, PublishView
 from broker.api.queues import EnqueueView, QueuePauseView, QueueResumeView, QueuesView, QueueView
+from broker.api.schedules import SchedulesView, ScheduleView
 from groups.api import UrlGroupEndpointsView, UrlGroupsView, UrlGroupView
 
 urlpatterns = [
@@ -26,6 +27,8 @@ urlpatterns = [
     path("v2/queues/<str:name>", QueueView.as_view()),
     path("v2/queues/<str:name>/pause", QueuePauseView.as_view()),
     path("v2/queues/<str:name>/resume", QueueResumeView.as_view()),
+    path("v2/schedules", SchedulesView.as_view()),
+    re_path(r"^v2/schedules/(?P<rest>.+)$", ScheduleView.as_view()),
     path("v2/flowControl", FlowKeysView.as_view()),
     path("v2/flowControl/<str:key>", FlowKeyView.as_view()),
     path("v2/flowControl/<str:key>/<str:action>", FlowKeyActionView.as_view()),

@@ -49,8 +49,8 @@ def body_base64(message: Message) -> str:
     return base64.b64encode(message.body).decode()
 
 
-def _common(message: Message) -> dict[str, Any]:
-    """The fields a message, a log entry and a DLQ entry all show, set ones only."""
+def message_fields(message: Message) -> dict[str, Any]:
+    """The fields a message, a log entry, a DLQ entry and a schedule all show, set ones only."""
     data: dict[str, Any] = {
         "messageId": message.message_id,
         "url": message.url,
@@ -81,7 +81,7 @@ def _common(message: Message) -> dict[str, Any]:
 
 
 def message_to_wire(message: Message) -> dict[str, Any]:
-    data = _common(message)
+    data = message_fields(message)
     data["notBefore"] = ms(message.not_before)
     data["createdAt"] = ms(message.created_at)
     data.update(
@@ -101,7 +101,7 @@ def message_to_wire(message: Message) -> dict[str, Any]:
 
 def log_to_wire(entry: LogEntry) -> dict[str, Any]:
     message = entry.message
-    data = _common(message)
+    data = message_fields(message)
     data["time"] = ms(entry.time)
     data["state"] = entry.state
     data["body"] = body_base64(message)

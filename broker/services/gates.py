@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.db.models.functions import Coalesce, Least
 
+from broker.flow_limits import next_admission, period_start
 from broker.models import FlowControlKey, Message, Queue
 from broker.wakeup import notify_due_at
 
@@ -204,26 +205,12 @@ def _queue_admit(queue: Queue, now: datetime) -> int:
     return len(admitted)
 
 
-def _period_start(key: FlowControlKey, now: datetime) -> datetime:
-    """The start of the rate period ``now`` is in. Periods follow each other back to
-    back from the first, so late admissions do not drift the rate."""
-    start = key.rate_period_start
-    period = timedelta(seconds=key.period or 1)
-    if start is None:
-        return now
-    if now < start:
-        # A claimer whose clock reading is older than another's admission: it is
-        # in the period that one started, never a new one.
-        return start
-    return start + period * ((now - start) // period)
-
-
 def _key_admit(key: FlowControlKey, now: datetime) -> int:
     if key.paused:
         FlowControlKey.objects.filter(pk=key.pk).update(wake_at=None)
         return 0
     if key.rate is not None:
-        start = _period_start(key, now)
+        start = period_start(key.rate_period_start, key.period, now)
         if start != key.rate_period_start:
             key.rate_period_start, key.rate_count = start, 0
     free = ADMIT_PER_GATE
@@ -258,25 +245,26 @@ def _key_admit(key: FlowControlKey, now: datetime) -> int:
 def _key_next_wake(
     key: FlowControlKey, *, admitted: int, free: int, now: datetime
 ) -> datetime | None:
-    """When this key should admit again: its next waiting message's due time, put
-    off to the next rate period when the rate is spent; never while its parallelism
-    is spent (releasing a slot wakes it)."""
     following = (
         Message.objects.filter(flow_control_key=key.key, waiting_for=WAITING_FLOW)
         .order_by("due_at")
         .values_list("due_at", flat=True)
         .first()
     )
-    if following is None:
-        return None
-    if admitted == ADMIT_PER_GATE:
-        return now
-    if key.rate is not None and key.rate_count >= key.rate:
-        assert key.rate_period_start is not None
-        return max(following, key.rate_period_start + timedelta(seconds=key.period or 1))
-    if key.parallelism is not None and admitted >= free:
-        return None
-    return following
+    rate_spent = key.rate is not None and key.rate_count >= key.rate
+    parallelism_spent = key.parallelism is not None and admitted >= free and not rate_spent
+    if parallelism_spent and admitted < ADMIT_PER_GATE:
+        return None  # releasing a slot wakes the key
+    period_end = None
+    if key.rate_period_start is not None:
+        period_end = key.rate_period_start + timedelta(seconds=key.period or 1)
+    return next_admission(
+        following=following,
+        now=now,
+        room_left=admitted == ADMIT_PER_GATE,
+        rate_spent=rate_spent,
+        period_end=period_end,
+    )
 
 
 # --- leaving -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class Draft:
     endpoint_name: str = ""
     queue_name: str = ""
     schedule_id: str = ""
+    scheduled_for: datetime | None = None  # the trigger of a schedule that made it
     source_message: Message | None = None
 
 
@@ -59,7 +60,9 @@ def publish_limits() -> Limits:
     )
 
 
-def _build(draft: Draft, now: datetime) -> Message:
+def message_from_draft(draft: Draft, now: datetime) -> Message:
+    """The one mapping from delivery options to a message row (publish, batch, callbacks,
+    DLQ retries and schedule triggers all come through here)."""
     opts = draft.options
     not_before = opts.not_before or now
     fc = opts.flow_control
@@ -89,6 +92,7 @@ def _build(draft: Draft, now: datetime) -> Message:
         endpoint_name=draft.endpoint_name,
         queue_name=draft.queue_name,
         schedule_id=draft.schedule_id,
+        scheduled_for=draft.scheduled_for,
         source_message=draft.source_message,
         flow_control_key=fc.key,
         flow_control_parallelism=fc.parallelism,
@@ -141,7 +145,7 @@ def messages_publish(*, drafts: list[Draft], now: datetime) -> list[Published]:
     the delivery side (wakeup.py). Raises nothing for valid drafts; validation
     happened when they were built.
     """
-    messages = [_build(draft, now) for draft in drafts]
+    messages = [message_from_draft(draft, now) for draft in drafts]
     keys = [
         d.options.deduplication_key(
             destination=d.url, body=bytes(d.payload.body), per_url=bool(d.topic_name)

@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, load, pipeline, procs
+from tests.bench import baseline_celery, gates, load, pipeline, procs
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     PRODUCT_REDIS_DB,
@@ -69,7 +69,7 @@ from tests.bench.procs import Deadline, Proc
 from tests.bench.rss import Rss, RssSampler
 from tests.bench.sink import SinkClient
 
-BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "600"))
+BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "900"))
 
 PUBLISH_SECONDS = float(os.environ.get("BENCH_PUBLISH_SECONDS", "5"))
 PUBLISH_ROUNDS = int(os.environ.get("BENCH_PUBLISH_ROUNDS", "3"))
@@ -428,6 +428,7 @@ def summary(
     iso: IsolationResult,
     steady: SteadyResult,
     backlog: BacklogResult | None,
+    gated: gates.GatesResult,
 ) -> None:
     pr = pub.product_rate / pub.baseline_rate
     br = pub.batch_rate / pub.product_rate
@@ -468,6 +469,8 @@ def summary(
         rows.append(
             f"backlog   not run (opt-in: BENCH_BACKLOG={pipeline.BACKLOG_SUGGESTED} make bench)"
         )
+    gate_rows, gate_details = gates.summary_rows(gated)
+    rows += gate_rows
     details = [
         f"publish rounds /s: product {rates(pub.product)}; baseline {rates(pub.baseline)}"
         f"  ({pub.product[0].tool}, {PUBLISH_CONNECTIONS} connections, best round of each;"
@@ -511,6 +514,7 @@ def summary(
             f" {pipeline.rss_line(backlog.rss, 'last')}; peak RSS MiB draining"
             f" {best.count} msgs (delivery round): {pipeline.rss_line(best.rss)}"
         )
+    details += gate_details
     print()
     print("=" * 100)
     print("\n".join(rows))
@@ -550,7 +554,7 @@ def main() -> int:
         )
         servers = Servers(sink, web, web_port, base, base_port)
 
-        stages = 7 if pipeline.BACKLOG > 0 else 6
+        stages = 8 if pipeline.BACKLOG > 0 else 7
         log(f"1/{stages} publish throughput (no worker running)")
         pub = bench_publish(env, db, servers, deadline)
 
@@ -580,7 +584,9 @@ def main() -> int:
             log(f"7/{stages} draining a backlog of {pipeline.BACKLOG} (memory sampled)")
             backlog, children = pipeline.bench_backlog(env, db, sink, children, deadline)
             log(f"backlog drained {backlog.rate:.0f}/s")
-        summary(pub, dlv, lat, late, iso, steady, backlog)
+        log(f"{stages}/{stages} queues and flow control: limits at the sink, claims by backlogs")
+        gated = gates.bench_gates(env, db, sink, web_port, children, deadline)
+        summary(pub, dlv, lat, late, iso, steady, backlog, gated)
         failed = False
         return 0
     except KeyboardInterrupt:

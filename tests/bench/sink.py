@@ -10,10 +10,14 @@ Paths with a behaviour (every other path answers 200 at once):
 - ``/fail1/...``: the first request for a path answers 500, later ones 200;
 - ``/slow/...``: answered 200 after ``SLOW_SECONDS`` (30 s), or at once on
   ``POST /__release`` (or when the sink stops), so a benchmark never waits for them.
+- ``/hold/...``: answered 200 after ``HOLD_SECONDS`` (0.2 s); the sink counts how
+  many are open at once (``hold_max`` in the stats): a parallelism limit, seen from
+  the destination.
 
-Control paths (not counted): ``GET /__stats`` -> ``{"count", "first", "last", "slow"}``
-(arrival times are ``time.time()`` in this process; ``slow`` is how many ``/slow/``
-requests are held unanswered), ``GET /__times`` -> first arrival time of every
+Control paths (not counted): ``GET /__stats`` -> ``{"count", "first", "last", "slow",
+"hold_max"}`` (arrival times are ``time.time()`` in this process; ``slow`` is how many
+``/slow/`` requests are held unanswered; ``hold_max`` the most ``/hold/`` requests open
+at once), ``GET /__times`` -> first arrival time of every
 request whose path starts with ``/lat/``, ``GET /__hits?prefix=/x/`` -> every
 arrival time of every tracked path under that prefix (``TRACKED``),
 ``POST /__release``, ``POST /__reset`` (held ``/slow/`` requests stay held).
@@ -37,8 +41,9 @@ FAIL = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nfail"
 FAIL_CLOSE = FAIL.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
 MAX_HEAD = 64 * 1024
 SLOW_SECONDS = 30.0
+HOLD_SECONDS = 0.2
 # Paths whose every arrival time is kept (the others are only counted).
-TRACKED = ("/lat/", "/delay/", "/fail1/", "/slow/", "/fast/", "/load/")
+TRACKED = ("/lat/", "/delay/", "/fail1/", "/slow/", "/fast/", "/load/", "/rate/", "/hold/")
 
 
 class Stats:
@@ -50,6 +55,8 @@ class Stats:
         self.first = 0.0
         self.last = 0.0
         self.hits: dict[str, list[float]] = {}
+        self.hold_open = 0
+        self.hold_max = 0
 
     def hit(self, path: str, now: float) -> int:
         """Count one arrival; return how many arrivals this path had before (tracked ones)."""
@@ -83,6 +90,7 @@ class SinkProtocol(asyncio.Protocol):
         # A held /slow/ request: its answer, and the timer that sends it.
         self.pending: tuple[bytes, bool] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.holding = False  # a /hold/ request is open on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -93,6 +101,9 @@ class SinkProtocol(asyncio.Protocol):
             self.timer.cancel()
         HELD.discard(self)
         self.pending = None
+        if self.holding:
+            self.holding = False
+            STATS.hold_open -= 1
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -130,6 +141,15 @@ class SinkProtocol(asyncio.Protocol):
                     HELD.add(self)
                     self.timer = asyncio.get_running_loop().call_later(SLOW_SECONDS, self.release)
                     return
+                if path.startswith("/hold/"):
+                    self.pending = (OK_CLOSE if close else OK, close)
+                    self.holding = True
+                    STATS.hold_open += 1
+                    STATS.hold_max = max(STATS.hold_max, STATS.hold_open)
+                    self.timer = asyncio.get_running_loop().call_later(
+                        HOLD_SECONDS, self.release_hold
+                    )
+                    return
                 if path.startswith("/fail1/") and before == 0:
                     reply = FAIL_CLOSE if close else FAIL
                 else:
@@ -138,6 +158,12 @@ class SinkProtocol(asyncio.Protocol):
             if close:
                 self.transport.close()
                 return
+
+    def release_hold(self) -> None:
+        if self.holding:
+            self.holding = False
+            STATS.hold_open -= 1
+        self.release()
 
     def release(self) -> None:
         """Answer the held /slow/ request now, then carry on with what followed it."""
@@ -160,7 +186,13 @@ class SinkProtocol(asyncio.Protocol):
     def _control(path: str) -> bytes:
         if path.startswith("/__stats"):
             return _json(
-                {"count": STATS.count, "first": STATS.first, "last": STATS.last, "slow": len(HELD)}
+                {
+                    "count": STATS.count,
+                    "first": STATS.first,
+                    "last": STATS.last,
+                    "slow": len(HELD),
+                    "hold_max": STATS.hold_max,
+                }
             )
         if path.startswith("/__times"):
             return _json({p: t[0] for p, t in STATS.hits.items() if p.startswith("/lat/")})

@@ -84,6 +84,7 @@ def test_pin_fixes_limits_and_unpin_lets_messages_change_them(
     client_sdk: Any, receiver: Destination
 ) -> None:
     publish(client_sdk, receiver.url("/pin"), "pinned", parallelism=4, rate=100)
+    receiver.wait_for(1, "/pin")  # its start counted in the period the pin resets
     client_sdk.flow_control.pin("pinned", {"parallelism": 1, "rate": 3, "period": 2})
     info = client_sdk.flow_control.get("pinned")
     assert (info.parallelism_max, info.rate_max, info.rate_period) == (1, 3, 2)

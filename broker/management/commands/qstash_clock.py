@@ -1,4 +1,5 @@
-"""The clock process: hint due work the moment it falls due; once a minute, prune.
+"""The clock process: hint due work the moment it falls due; make schedule triggers;
+once a minute, prune.
 
 It sleeps until the earliest ``due_at`` in the store (delays, not-before,
 retries, expired leases), at most ``--interval`` seconds, and meanwhile relays
@@ -7,6 +8,10 @@ PostgreSQL's notifications of newly published messages as delivery hints
 due time (a delayed publish, a retry) shortens the sleep. Safe to run in
 several copies: one holds the relay lock, the sweep only sends hints and every
 claim uses SKIP LOCKED; the prune deletes by age.
+
+Schedules fire on a thread of their own (``fire_schedules``), so a minute with a
+hundred thousand triggers never delays a wake-up: it makes each trigger into
+messages up to a lookahead before its minute (``broker/services/schedules.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +23,30 @@ import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
+
+
+def fire_schedules(stop: threading.Event) -> None:
+    """Make every trigger within the lookahead into messages, then sleep at most a second."""
+    from broker.services.schedules import FIRE_CHUNK, schedules_fire, schedules_next_fire
+
+    while not stop.is_set():
+        wait = 1.0
+        try:
+            close_old_connections()
+            while schedules_fire(now=timezone.now()) == FIRE_CHUNK and not stop.is_set():
+                pass
+            following = schedules_next_fire(now=timezone.now())
+            if following is not None:
+                wait = min(wait, max(0.0, (following - timezone.now()).total_seconds()))
+        except Exception:
+            # A database outage must not kill the thread; the trigger is still due next time.
+            logger.exception("firing schedules failed")
+        stop.wait(wait)
+    connection.close()
 
 
 class Command(BaseCommand):
@@ -41,6 +66,10 @@ class Command(BaseCommand):
         interval, prune_every = options["interval"], options["prune_every"]
         last_prune = 0.0
         relay = DueRelay()
+        triggers = threading.Thread(
+            target=fire_schedules, args=(stop,), name="qstash-schedules", daemon=True
+        )
+        triggers.start()
         logger.info("clock started: sweep every %ss", interval)
         while not stop.is_set():
             started = time.monotonic()
@@ -61,4 +90,5 @@ class Command(BaseCommand):
                 wait = max(0.0, interval - (time.monotonic() - started))
             relay.relay(wait)
         relay.close()
+        triggers.join(timeout=10)
         logger.info("clock stopped")

@@ -1,0 +1,282 @@
+"""Schedules: cron triggers, each made into ordinary messages exactly once.
+
+A schedule stores the publish options of its request once (validated like a
+publish). The clock's trigger thread (``schedules_fire``) claims the schedules
+whose next trigger falls within ``QSTASH_SCHEDULE_LOOKAHEAD_SECONDS`` with
+``FOR UPDATE SKIP LOCKED``, makes each trigger into messages through
+``messages_publish`` (the publish path: signed, retried, logged, cancellable,
+through queues and flow control), due at the trigger's minute plus the
+schedule's delay, and moves the schedule to its next trigger, all in one
+transaction: two clocks can never make one trigger twice.
+
+Making triggers ahead of their minute is what keeps a hundred thousand
+schedules of the same minute on time: the messages exist, due at the minute,
+before it comes, and the delivery engine's own due-time wake-up sends them.
+Pausing, changing or deleting a schedule withdraws (deletes) the messages of a
+trigger whose minute has not come yet, so they never happened.
+
+After downtime, a trigger whose minute passed while no clock ran fires once, on
+return; the triggers missed before it are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from broker.cron import parse_cron
+from broker.destinations import is_url
+from broker.errors import ApplicationError, NotFound
+from broker.ids import random_base58
+from broker.models import Message, Payload, Schedule
+from broker.publish_options import options_from_json, options_to_json, parse_publish_options
+from broker.services.publish import Draft, messages_publish, publish_limits
+from broker.services.queues import queue_name_check
+from broker.urls_check import validate_http_url
+from groups.models import UrlGroup
+from groups.selectors import url_groups_by_name
+
+SCHEDULE_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+# Publish headers a schedule refuses: a trigger has its own time, and every trigger
+# of a deduplicated schedule after the first would be dropped.
+NOT_FOR_SCHEDULES = (
+    "Upstash-Not-Before",
+    "Upstash-Deduplication-Id",
+    "Upstash-Content-Based-Deduplication",
+)
+FIRE_CHUNK = 1000  # schedules per transaction
+
+
+@dataclass
+class ScheduleRequest:
+    """``POST /v2/schedules/{destination}`` as the client sent it."""
+
+    destination: str
+    headers: Mapping[str, str]
+    body: bytes
+    query: Mapping[str, str]
+    caller_ip: str = ""
+
+
+def schedule_id_check(value: str) -> str:
+    if not SCHEDULE_ID.match(value):
+        raise ApplicationError(
+            f"invalid Upstash-Schedule-Id: {value!r}, use 1-200 of A-Z a-z 0-9 - _ ."
+        )
+    return value
+
+
+def _header(request: ScheduleRequest, name: str) -> str | None:
+    lower = name.lower()
+    for key, value in request.headers.items():
+        if key.lower() == lower:
+            return value.strip()
+    found = request.query.get(lower)
+    return found.strip() if found is not None else None
+
+
+def _group(destination: str) -> UrlGroup:
+    group = url_groups_by_name([destination]).get(destination)
+    if group is None:
+        raise ApplicationError(
+            f"invalid destination {destination!r}: not a url (add http:// or https://) "
+            "and no url group has that name"
+        )
+    return group
+
+
+def _withdraw(schedule: Schedule, now: datetime) -> None:
+    """Delete the messages of a trigger whose minute has not come: they never happened."""
+    if schedule.last_fire_at is None or schedule.last_fire_at <= now:
+        return
+    Message.objects.filter(
+        schedule_id=schedule.schedule_id, scheduled_for__gt=now, state=Message.State.CREATED
+    ).delete()
+    schedule.next_fire_at = schedule.last_fire_at
+    schedule.last_fire_at, schedule.prior_fire_at = schedule.prior_fire_at, None
+
+
+@transaction.atomic
+def schedule_upsert(*, request: ScheduleRequest, now: datetime) -> Schedule:
+    """Create the schedule, or overwrite the one with the same id. Raises ApplicationError
+    (400) for bad input, 412 over ``QSTASH_MAX_SCHEDULES``; nothing is written then."""
+    cron_text = _header(request, "Upstash-Cron")
+    if not cron_text:
+        raise ApplicationError("invalid Upstash-Cron: it is required")
+    cron = parse_cron(cron_text)
+    next_fire = cron.next_after(now)
+    for name in NOT_FOR_SCHEDULES:
+        if _header(request, name):
+            raise ApplicationError(f"invalid {name}: not supported on a schedule")
+    schedule_id = _header(request, "Upstash-Schedule-Id") or "scd_" + random_base58(22)
+    schedule_id_check(schedule_id)
+    queue = _header(request, "Upstash-Queue-Name") or ""
+    if queue:
+        queue_name_check(queue, field="Upstash-Queue-Name")
+    headers: Mapping[str, str] = request.headers
+    if is_url(request.destination):
+        validate_http_url(request.destination, field="destination url")
+    else:
+        group = _group(request.destination)
+        # The group's default headers as they are now, under the request's own.
+        given = {name.lower() for name in headers}
+        headers = {
+            **{
+                k: ", ".join(v) if isinstance(v, list) else str(v)
+                for k, v in group.default_headers.items()
+                if k.lower() not in given
+            },
+            **headers,
+        }
+    options = parse_publish_options(headers, request.query, now=now, limits=publish_limits())
+    delay = 0
+    if options.not_before is not None:
+        delay = max(0, round((options.not_before - now).total_seconds()))
+
+    schedule = Schedule.objects.select_for_update().filter(schedule_id=schedule_id).first()
+    if schedule is None:
+        if Schedule.objects.count() >= settings.QSTASH_MAX_SCHEDULES:
+            raise ApplicationError(
+                f"too many schedules: the maximum is {settings.QSTASH_MAX_SCHEDULES}"
+                " (QSTASH_MAX_SCHEDULES)",
+                status=412,
+            )
+        schedule = Schedule(schedule_id=schedule_id, created_at=now)
+    else:
+        _withdraw(schedule, now)
+    schedule.destination = request.destination
+    schedule.cron = cron.expression
+    schedule.payload = Payload.objects.create(body=request.body)
+    schedule.options = options_to_json(options)
+    schedule.delay_seconds = delay
+    schedule.queue_name = queue
+    schedule.caller_ip = request.caller_ip
+    schedule.next_fire_at = next_fire
+    schedule.last_fire_at = schedule.prior_fire_at = None
+    schedule.error = ""
+    schedule.updated_at = now
+    schedule.save()
+    return schedule
+
+
+def _get_for_update(schedule_id: str) -> Schedule:
+    schedule = Schedule.objects.select_for_update().filter(schedule_id=schedule_id).first()
+    if schedule is None:
+        raise NotFound(f"schedule {schedule_id!r} not found")
+    return schedule
+
+
+@transaction.atomic
+def schedule_pause(*, schedule_id: str, now: datetime) -> None:
+    """Skip triggers until resumed (idempotent). A trigger already made for a minute
+    still to come is withdrawn."""
+    schedule = _get_for_update(schedule_id)
+    _withdraw(schedule, now)
+    schedule.paused, schedule.updated_at = True, now
+    schedule.save()
+
+
+@transaction.atomic
+def schedule_resume(*, schedule_id: str, now: datetime) -> None:
+    """Fire again from the next trigger after now (idempotent)."""
+    schedule = _get_for_update(schedule_id)
+    if schedule.next_fire_at is None or schedule.next_fire_at <= now:
+        schedule.next_fire_at = parse_cron(schedule.cron).next_after(now)
+    schedule.paused, schedule.updated_at = False, now
+    schedule.save()
+
+
+@transaction.atomic
+def schedule_delete(*, schedule_id: str, now: datetime) -> None:
+    schedule = _get_for_update(schedule_id)
+    _withdraw(schedule, now)
+    schedule.delete()
+
+
+def schedule_drafts(schedule: Schedule, *, fire_at: datetime, due_at: datetime) -> list[Draft]:
+    """The drafts one trigger makes: one, or one per endpoint of the group as it is now.
+
+    Raises ApplicationError when the group is gone.
+    """
+    options = options_from_json(schedule.options)
+    options.not_before = due_at
+    if is_url(schedule.destination):
+        targets = [(schedule.destination, "", "")]
+    else:
+        group = _group(schedule.destination)
+        endpoints = sorted(group.endpoints.all(), key=lambda e: e.pk)
+        targets = [(e.url, group.name, e.name) for e in endpoints]
+    return [
+        Draft(
+            url,
+            schedule.payload,
+            options,
+            caller_ip=schedule.caller_ip,
+            topic_name=topic,
+            endpoint_name=endpoint,
+            queue_name=schedule.queue_name,
+            schedule_id=schedule.schedule_id,
+            scheduled_for=fire_at,
+        )
+        for url, topic, endpoint in targets
+    ]
+
+
+def schedules_fire(*, now: datetime) -> int:
+    """Make the triggers due within the lookahead into messages (one chunk); return how
+    many schedules fired. Call again while it returns ``FIRE_CHUNK``."""
+    horizon = now + timedelta(seconds=settings.QSTASH_SCHEDULE_LOOKAHEAD_SECONDS)
+    with transaction.atomic():
+        due = list(
+            Schedule.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("payload")
+            .filter(paused=False, next_fire_at__lte=horizon)
+            .order_by("next_fire_at")[:FIRE_CHUNK]
+        )
+        if not due:
+            return 0
+        drafts: list[Draft] = []
+        next_times: dict[tuple[str, datetime], datetime] = {}
+        for schedule in due:
+            fire = schedule.next_fire_at
+            assert fire is not None
+            # Ahead of its minute, or (the clock was down) once, now.
+            at = max(fire, now)
+            try:
+                drafts += schedule_drafts(
+                    schedule,
+                    fire_at=fire,
+                    due_at=at + timedelta(seconds=schedule.delay_seconds),
+                )
+                schedule.error = ""
+            except ApplicationError as exc:
+                schedule.error = exc.message
+            key = (schedule.cron, at)
+            if key not in next_times:
+                next_times[key] = parse_cron(schedule.cron).next_after(at)
+            schedule.prior_fire_at, schedule.last_fire_at = schedule.last_fire_at, fire
+            schedule.next_fire_at = next_times[key]
+        if drafts:
+            messages_publish(drafts=drafts, now=now)
+        Schedule.objects.bulk_update(
+            due, ["next_fire_at", "last_fire_at", "prior_fire_at", "error"]
+        )
+    return len(due)
+
+
+def schedules_next_fire(*, now: datetime) -> datetime | None:
+    """When the next trigger enters the lookahead (for the trigger thread's sleep)."""
+    first = (
+        Schedule.objects.filter(paused=False, next_fire_at__isnull=False)
+        .order_by("next_fire_at")
+        .values_list("next_fire_at", flat=True)
+        .first()
+    )
+    if first is None:
+        return None
+    return first - timedelta(seconds=settings.QSTASH_SCHEDULE_LOOKAHEAD_SECONDS)
