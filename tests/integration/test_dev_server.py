@@ -165,6 +165,16 @@ def test_typescript_sdk_dev_mode_publishes_receives_and_verifies(dev_server) -> 
         0,
     )
     assert set(out["globalParallelism"]) == {"parallelismMax", "parallelismCount"}
+    assert out["scheduleId"] == "js-schedule"
+    paused = out["schedulePaused"]
+    assert (paused["isPaused"], paused["cron"], paused["retries"]) == (
+        True,
+        "CRON_TZ=Europe/Berlin 0 9 * * 1-5",
+        2,
+    )
+    assert "nextScheduleTime" not in paused and json.loads(paused["body"]) == {"s": 1}
+    assert out["scheduleList"] == [["js-schedule", False]]
+    assert out["schedulesAfterDelete"] == 0
 
 
 def test_chunked_publish_is_delivered_byte_exact_and_capped(dev_server, receiver) -> None:  # type: ignore[no-untyped-def]

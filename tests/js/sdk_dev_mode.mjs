@@ -106,6 +106,22 @@ await client.flowControl.resume("js-key");
 out.flowKeyAfter = await client.flowControl.get("js-key");
 out.globalParallelism = await client.flowControl.getGlobalParallelism();
 
+// Schedules: create, get, list, pause, resume (PATCH), delete.
+const scheduled = await client.schedules.create({
+  destination: `${base}/cron`,
+  cron: "CRON_TZ=Europe/Berlin 0 9 * * 1-5",
+  body: JSON.stringify({ s: 1 }),
+  scheduleId: "js-schedule",
+  retries: 2,
+});
+out.scheduleId = scheduled.scheduleId;
+await client.schedules.pause({ schedule: "js-schedule" });
+out.schedulePaused = await client.schedules.get("js-schedule");
+await client.schedules.resume({ schedule: "js-schedule" });
+out.scheduleList = (await client.schedules.list()).map((s) => [s.scheduleId, s.isPaused]);
+await client.schedules.delete("js-schedule");
+out.schedulesAfterDelete = (await client.schedules.list()).length;
+
 console.log(JSON.stringify(out));
 server.close();
 process.exit(0);
