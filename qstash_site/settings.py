@@ -228,9 +228,8 @@ QSTASH_LEASE_SECONDS = envint("QSTASH_LEASE_SECONDS", 6)
 # the engines' own slots bound it.
 QSTASH_GLOBAL_PARALLELISM = envint("QSTASH_GLOBAL_PARALLELISM", 0)
 # Schedules: triggers are made into messages (due at their minute) this far ahead, so
-# a hundred thousand schedules of one minute are all on time; and at most this many.
-QSTASH_SCHEDULE_LOOKAHEAD_SECONDS = envint("QSTASH_SCHEDULE_LOOKAHEAD_SECONDS", 60)
-QSTASH_MAX_SCHEDULES = envint("QSTASH_MAX_SCHEDULES", 1_000_000)
+# a hundred thousand schedules of one minute are all on time.
+QSTASH_SCHEDULE_LOOKAHEAD_SECONDS = envint("QSTASH_SCHEDULE_LOOKAHEAD_SECONDS", 120)
 # GET /v2/flowControl lists at most this many keys (search narrows it).
 QSTASH_MAX_FLOW_KEYS_LISTED = envint("QSTASH_MAX_FLOW_KEYS_LISTED", 1000)
 # The largest parallelism a queue may be given (POST /v2/queues answers 412 above it).

@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, gates, load, pipeline, procs
+from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     PRODUCT_REDIS_DB,
@@ -69,7 +69,7 @@ from tests.bench.procs import Deadline, Proc
 from tests.bench.rss import Rss, RssSampler
 from tests.bench.sink import SinkClient
 
-BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "900"))
+BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "1200"))
 
 PUBLISH_SECONDS = float(os.environ.get("BENCH_PUBLISH_SECONDS", "5"))
 PUBLISH_ROUNDS = int(os.environ.get("BENCH_PUBLISH_ROUNDS", "3"))
@@ -429,6 +429,7 @@ def summary(
     steady: SteadyResult,
     backlog: BacklogResult | None,
     gated: gates.GatesResult,
+    timed: schedules.SchedulesResult,
 ) -> None:
     pr = pub.product_rate / pub.baseline_rate
     br = pub.batch_rate / pub.product_rate
@@ -470,7 +471,8 @@ def summary(
             f"backlog   not run (opt-in: BENCH_BACKLOG={pipeline.BACKLOG_SUGGESTED} make bench)"
         )
     gate_rows, gate_details = gates.summary_rows(gated)
-    rows += gate_rows
+    schedule_rows, schedule_details = schedules.summary_rows(timed)
+    rows += gate_rows + schedule_rows
     details = [
         f"publish rounds /s: product {rates(pub.product)}; baseline {rates(pub.baseline)}"
         f"  ({pub.product[0].tool}, {PUBLISH_CONNECTIONS} connections, best round of each;"
@@ -514,7 +516,7 @@ def summary(
             f" {pipeline.rss_line(backlog.rss, 'last')}; peak RSS MiB draining"
             f" {best.count} msgs (delivery round): {pipeline.rss_line(best.rss)}"
         )
-    details += gate_details
+    details += gate_details + schedule_details
     print()
     print("=" * 100)
     print("\n".join(rows))
@@ -554,7 +556,7 @@ def main() -> int:
         )
         servers = Servers(sink, web, web_port, base, base_port)
 
-        stages = 8 if pipeline.BACKLOG > 0 else 7
+        stages = 9 if pipeline.BACKLOG > 0 else 8
         log(f"1/{stages} publish throughput (no worker running)")
         pub = bench_publish(env, db, servers, deadline)
 
@@ -584,9 +586,13 @@ def main() -> int:
             log(f"7/{stages} draining a backlog of {pipeline.BACKLOG} (memory sampled)")
             backlog, children = pipeline.bench_backlog(env, db, sink, children, deadline)
             log(f"backlog drained {backlog.rate:.0f}/s")
-        log(f"{stages}/{stages} queues and flow control: limits at the sink, claims by backlogs")
+        log(
+            f"{stages - 1}/{stages} queues and flow control: limits at the sink, claims by backlogs"
+        )
         gated = gates.bench_gates(env, db, sink, web_port, children, deadline)
-        summary(pub, dlv, lat, late, iso, steady, backlog, gated)
+        log(f"{stages}/{stages} {schedules.SCHED_COUNT} schedules due at one minute")
+        timed = schedules.bench_schedules(env, db, sink, web_port, [], deadline, run_load)
+        summary(pub, dlv, lat, late, iso, steady, backlog, gated, timed)
         failed = False
         return 0
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from django.test import Client
 
-from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue
+from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue, Schedule
 from groups.models import Endpoint, UrlGroup
 from tests.conftest import TEST_TOKEN, Reply, wait_until
 from tests.conftest import Receiver as Destination
@@ -231,3 +231,23 @@ def test_queues_and_flow_keys_pages_show_live_counts_and_act(
         "/admin/broker/flowcontrolkey/", {"action": "resume", "_selected_action": [key_pk]}
     )
     receiver.wait_for(2, "/ck", timeout=20)
+
+
+def test_schedules_page_shows_cron_in_words_and_acts(
+    client_sdk: Any, admin_client: Client, receiver: Destination
+) -> None:
+    sid = client_sdk.schedule.create(
+        destination=receiver.url("/s"), cron="CRON_TZ=Asia/Tokyo 0 9 * * MON-FRI"
+    )
+    page = admin_client.get("/admin/broker/schedule/")
+    assert page.status_code == 200
+    row = page.content.decode().split(sid, 1)[1].split("</tr>", 1)[0]
+    assert "at 09:00 on MON, TUE, WED, THU, FRI (Asia/Tokyo)" in row
+    assert "JST" in row  # the next trigger in the schedule's own zone
+    pk = Schedule.objects.get(schedule_id=sid).pk
+    assert admin_client.get(f"/admin/broker/schedule/{pk}/change/").status_code == 200
+    res = admin_client.post(
+        "/admin/broker/schedule/", {"action": "pause", "_selected_action": [pk]}
+    )
+    assert res.status_code == 302
+    assert client_sdk.schedule.get(sid).paused is True
