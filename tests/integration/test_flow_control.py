@@ -44,19 +44,24 @@ def test_rate_spreads_the_starts_over_periods(client_sdk: Any, receiver: Destina
     assert info.rate_period_start >= int(got[0]) - 1
 
 
-def test_a_retry_waits_for_its_turn_and_counts_against_the_rate(
-    client_sdk: Any, receiver: Destination
-) -> None:
-    receiver.script("/f", Reply(status=500), Reply(status=200))
-    res = client_sdk.message.publish(
-        url=receiver.url("/f"),
-        body="x",
+def test_a_retry_waits_for_its_turn_at_the_key(client_sdk: Any, receiver: Destination) -> None:
+    # A fails once and is retried after 0.5 s; meanwhile B takes the key's only slot for
+    # 2 s. A's retry is an attempt like any other: it waits for B to finish.
+    receiver.script("/fa", Reply(status=500), Reply(status=200))
+    receiver.script("/fb", Reply(delay=2.0))
+    first = client_sdk.message.publish(
+        url=receiver.url("/fa"),
+        body="a",
         retries=2,
-        retry_delay="200",
+        retry_delay="500",
         flow_control={"key": "retrying", "parallelism": 1},
     )
-    receiver.wait_for(2, "/f", timeout=20)
-    wait_until(lambda: states_of(res.message_id)[-1] == "DELIVERED", what="delivered")
+    receiver.wait_for(1, "/fa")
+    publish(client_sdk, receiver.url("/fb"), "retrying")
+    b = receiver.wait_for(1, "/fb")[0]
+    retry = receiver.wait_for(2, "/fa", timeout=20)[1]
+    assert retry.time >= b.time + 1.9, retry.time - b.time
+    wait_until(lambda: states_of(first.message_id)[-1] == "DELIVERED", what="delivered")
     assert not Message.objects.filter(flow_slot=True).exists()
 
 
