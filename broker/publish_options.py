@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from broker.durations import DurationError, parse_duration
+from broker.durations import DurationError, format_duration, parse_duration
 from broker.errors import ApplicationError
 from broker.header_check import check_headers, forwardable
 from broker.retry_delay import RetryDelay, RetryDelayError
@@ -91,6 +91,61 @@ class PublishOptions:
             for value in self.header[name]:
                 digest.update(f"\0{name.lower()}:{value}".encode())
         return "content:" + digest.hexdigest()
+
+
+def options_to_headers(opts: PublishOptions) -> dict[str, str]:
+    """The inverse of ``parse_publish_options``: headers that read back as ``opts``
+    (without ``not_before`` and deduplication, which belong to one publish)."""
+    headers: dict[str, str] = {}
+    for name, values in opts.header.items():
+        key = "Content-Type" if name.lower() == "content-type" else f"Upstash-Forward-{name}"
+        headers[key] = ", ".join(values)
+    headers["Upstash-Method"] = opts.method
+    headers["Upstash-Retries"] = str(opts.retries)
+    headers["Upstash-Timeout"] = format_duration(opts.timeout_seconds)
+    if opts.retry_delay_expression:
+        headers["Upstash-Retry-Delay"] = opts.retry_delay_expression
+    for prefix, url, forward, settings in (
+        ("Upstash-Callback", opts.callback, opts.callback_header, opts.callback_settings),
+        (
+            "Upstash-Failure-Callback",
+            opts.failure_callback,
+            opts.failure_callback_header,
+            opts.failure_callback_settings,
+        ),
+    ):
+        if not url:
+            continue
+        headers[prefix] = url
+        for name, values in forward.items():
+            headers[f"{prefix}-Forward-{name}"] = ", ".join(values)
+        for key, header in (
+            ("method", "Method"),
+            ("retries", "Retries"),
+            ("retryDelay", "Retry-Delay"),
+        ):
+            if key in settings:
+                headers[f"{prefix}-{header}"] = str(settings[key])
+        if "timeout" in settings:
+            headers[f"{prefix}-Timeout"] = format_duration(int(settings["timeout"]))
+    if opts.labels:
+        headers["Upstash-Label"] = ",".join(opts.labels)
+    if opts.redact_fields:
+        headers["Upstash-Redact-Fields"] = ",".join(opts.redact_fields)
+    if opts.flow_control.key:
+        headers["Upstash-Flow-Control-Key"] = opts.flow_control.key
+        parts = [
+            f"{name}={value}"
+            for name, value in (
+                ("parallelism", opts.flow_control.parallelism),
+                ("rate", opts.flow_control.rate),
+                ("period", opts.flow_control.period),
+            )
+            if value
+        ]
+        if parts:
+            headers["Upstash-Flow-Control-Value"] = ", ".join(parts)
+    return headers
 
 
 def options_to_json(opts: PublishOptions) -> dict[str, Any]:

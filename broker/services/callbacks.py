@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from broker.http import HttpResult
@@ -51,45 +52,59 @@ def callback_body(
     return body
 
 
-def _options(
-    message: Message, header: dict[str, list[str]], settings: dict[str, Any]
-) -> PublishOptions:
-    """The callback's delivery settings: its own where given, else the source message's."""
-    return PublishOptions(
-        method=str(settings.get("method", "POST")),
-        header={**header, "Content-Type": ["application/json"]},
-        retries=int(settings.get("retries", message.max_retries)),
-        retry_delay_expression=str(settings.get("retryDelay", message.retry_delay_expression)),
-        timeout_seconds=int(settings.get("timeout", message.timeout_seconds)),
-    )
+@dataclass(frozen=True)
+class CallbackTarget:
+    """Where one callback of a message goes, and how: stored on the message at publish."""
+
+    url: str
+    header: dict[str, list[str]]
+    # {"method", "timeout", "retries", "retryDelay"}: the callback's own settings, if any.
+    settings: dict[str, Any]
+    dlq_id: str | None = None  # for the failure callback of a message now in the DLQ
+
+    def options(self, message: Message) -> PublishOptions:
+        """Its delivery settings: its own where given, else the source message's."""
+        return PublishOptions(
+            method=str(self.settings.get("method", "POST")),
+            header={**self.header, "Content-Type": ["application/json"]},
+            retries=int(self.settings.get("retries", message.max_retries)),
+            retry_delay_expression=str(
+                self.settings.get("retryDelay", message.retry_delay_expression)
+            ),
+            timeout_seconds=int(self.settings.get("timeout", message.timeout_seconds)),
+        )
 
 
 def callback_drafts(
     message: Message, result: HttpResult, *, failed: bool, dlq_id: str | None
 ) -> list[Draft]:
     """The callback after every attempt and, when ``failed``, the failure callback."""
-    drafts = []
-    targets: list[tuple[str, dict[str, list[str]], dict[str, Any], str | None]] = []
+    targets: list[CallbackTarget] = []
     if message.callback:
-        targets.append((message.callback, message.callback_header, message.callback_settings, None))
+        targets.append(
+            CallbackTarget(message.callback, message.callback_header, message.callback_settings)
+        )
     if failed and message.failure_callback:
         targets.append(
-            (
+            CallbackTarget(
                 message.failure_callback,
                 message.failure_callback_header,
                 message.failure_callback_settings,
                 dlq_id,
             )
         )
-    for url, header, settings, dlq in targets:
-        body = callback_body(message, result, retried=message.retried, dlq_id=dlq)
-        drafts.append(
-            Draft(
-                url,
-                Payload(body=json.dumps(body, separators=(",", ":")).encode()),
-                _options(message, header, settings),
-                caller_ip=message.caller_ip,
-                source_message=message,
-            )
+    return [
+        Draft(
+            target.url,
+            Payload(
+                body=json.dumps(
+                    callback_body(message, result, retried=message.retried, dlq_id=target.dlq_id),
+                    separators=(",", ":"),
+                ).encode()
+            ),
+            target.options(message),
+            caller_ip=message.caller_ip,
+            source_message=message,
         )
-    return drafts
+        for target in targets
+    ]

@@ -7,64 +7,20 @@ from datetime import datetime
 
 from django.db import transaction
 
-from broker.durations import format_duration
 from broker.models import DlqEntry, Message
-from broker.publish_options import parse_publish_options
-from broker.services.publish import Draft, Published, messages_publish, publish_limits
+from broker.publish_options import options_to_headers, parse_publish_options
+from broker.services.publish import (
+    Draft,
+    Published,
+    messages_publish,
+    options_from_message,
+    publish_limits,
+)
 
 
 def original_headers(message: Message) -> dict[str, str]:
     """The publish headers that would recreate ``message``'s settings (no delay, no dedup)."""
-    headers: dict[str, str] = {}
-    for name, values in message.header.items():
-        key = "Content-Type" if name.lower() == "content-type" else f"Upstash-Forward-{name}"
-        headers[key] = ", ".join(values)
-    headers["Upstash-Method"] = message.method
-    headers["Upstash-Retries"] = str(message.max_retries)
-    headers["Upstash-Timeout"] = format_duration(message.timeout_seconds)
-    if message.retry_delay_expression:
-        headers["Upstash-Retry-Delay"] = message.retry_delay_expression
-    for prefix, url, forward, settings in (
-        ("Upstash-Callback", message.callback, message.callback_header, message.callback_settings),
-        (
-            "Upstash-Failure-Callback",
-            message.failure_callback,
-            message.failure_callback_header,
-            message.failure_callback_settings,
-        ),
-    ):
-        if not url:
-            continue
-        headers[prefix] = url
-        for name, values in forward.items():
-            headers[f"{prefix}-Forward-{name}"] = ", ".join(values)
-        for key, header in (
-            ("method", "Method"),
-            ("retries", "Retries"),
-            ("retryDelay", "Retry-Delay"),
-        ):
-            if key in settings:
-                headers[f"{prefix}-{header}"] = str(settings[key])
-        if "timeout" in settings:
-            headers[f"{prefix}-Timeout"] = format_duration(int(settings["timeout"]))
-    if message.labels:
-        headers["Upstash-Label"] = ",".join(message.label_list)
-    if message.redact_fields:
-        headers["Upstash-Redact-Fields"] = ",".join(message.redact_fields)
-    if message.flow_control_key:
-        headers["Upstash-Flow-Control-Key"] = message.flow_control_key
-        parts = [
-            f"{name}={value}"
-            for name, value in (
-                ("parallelism", message.flow_control_parallelism),
-                ("rate", message.flow_control_rate),
-                ("period", message.flow_control_period),
-            )
-            if value
-        ]
-        if parts:
-            headers["Upstash-Flow-Control-Value"] = ", ".join(parts)
-    return headers
+    return options_to_headers(options_from_message(message))
 
 
 def _overlay(base: dict[str, str], overrides: Mapping[str, str]) -> dict[str, str]:

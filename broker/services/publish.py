@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from broker.models import Deduplication, Message, Payload
-from broker.publish_options import Limits, PublishOptions
+from broker.publish_options import FlowControl, Limits, PublishOptions
 from broker.services.gates import gates_prepare, gates_wake_for
 from broker.services.message_insert import messages_insert
 
@@ -98,6 +98,32 @@ def message_from_draft(draft: Draft, now: datetime) -> Message:
         flow_control_parallelism=fc.parallelism,
         flow_control_rate=fc.rate,
         flow_control_period=fc.period,
+    )
+
+
+def options_from_message(message: Message) -> PublishOptions:
+    """The inverse of ``message_from_draft``: the delivery options a message was made with
+    (without ``not_before`` and deduplication, which belong to its publish)."""
+    return PublishOptions(
+        method=message.method,
+        header=message.header,
+        retries=message.max_retries,
+        retry_delay_expression=message.retry_delay_expression,
+        timeout_seconds=message.timeout_seconds,
+        callback=message.callback,
+        callback_header=message.callback_header,
+        callback_settings=message.callback_settings,
+        failure_callback=message.failure_callback,
+        failure_callback_header=message.failure_callback_header,
+        failure_callback_settings=message.failure_callback_settings,
+        labels=message.label_list,
+        redact_fields=message.redact_fields,
+        flow_control=FlowControl(
+            key=message.flow_control_key,
+            parallelism=message.flow_control_parallelism,
+            rate=message.flow_control_rate,
+            period=message.flow_control_period,
+        ),
     )
 
 

@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 
 from broker.models import Message, Payload
-from broker.publish_options import Limits, PublishOptions, parse_publish_options
+from broker.publish_options import (
+    Limits,
+    PublishOptions,
+    options_to_headers,
+    parse_publish_options,
+)
 from broker.services.dlq import original_headers
+from broker.services.publish import Draft, message_from_draft, options_from_message
 
 NOW = datetime(2025, 3, 14, 12, 0, 0, tzinfo=UTC)
 CALLBACK = "https://callback.example.com/done"
@@ -209,3 +215,30 @@ def test_original_headers_carry_no_delay_and_no_deduplication() -> None:
 def test_original_headers_leave_out_unset_callbacks_labels_and_flow_control() -> None:
     headers = original_headers(_message())
     assert set(headers) == {"Upstash-Method", "Upstash-Retries", "Upstash-Timeout"}
+
+
+def test_options_message_and_headers_map_one_to_the_other() -> None:
+    """The three mappings of the message options agree: headers -> options (the parser),
+    options -> message (message_from_draft), message -> options, options -> headers."""
+    headers = {
+        "Content-Type": "text/plain",
+        "Upstash-Forward-X-Trace": "t1",
+        "Upstash-Method": "PATCH",
+        "Upstash-Retries": "4",
+        "Upstash-Retry-Delay": "pow(2, retried) * 1000",
+        "Upstash-Timeout": "90s",
+        "Upstash-Callback": CALLBACK,
+        "Upstash-Callback-Forward-X-Cb": "1",
+        "Upstash-Callback-Retries": "2",
+        "Upstash-Failure-Callback": FAILURE_CALLBACK,
+        "Upstash-Failure-Callback-Timeout": "10s",
+        "Upstash-Label": "a,b",
+        "Upstash-Redact-Fields": "body",
+        "Upstash-Flow-Control-Key": "fk",
+        "Upstash-Flow-Control-Value": "parallelism=2, rate=5, period=30s",
+    }
+    parsed = parse_publish_options(headers, {}, now=NOW, limits=Limits())
+    message = message_from_draft(Draft("https://example.com/h", Payload(body=b"x"), parsed), NOW)
+    back = options_from_message(message)
+    assert back == parsed
+    assert parse_publish_options(options_to_headers(back), {}, now=NOW, limits=Limits()) == parsed
