@@ -63,7 +63,7 @@ def bench_schedules(
     conn.execute("TRUNCATE broker_schedule")
     now = datetime.now(UTC)
     # Far enough ahead that the API run and the SQL copies are done before the
-    # lookahead (60 s) reaches the minute.
+    # lookahead (120 s by default) reaches the minute.
     minute = (now + timedelta(seconds=150)).replace(second=0, microsecond=0) + timedelta(minutes=1)
     cron = f"{minute.minute} {minute.hour} * * *"
     headers = {
@@ -147,7 +147,7 @@ def summary_rows(r: SchedulesResult) -> tuple[list[str], list[str]]:
     details = [
         f"schedules: {r.distinct} distinct schedules made a message for the minute (exactly once"
         " each is the target); made ahead by the clock's trigger thread within"
-        " QSTASH_SCHEDULE_LOOKAHEAD_SECONDS (60), due at the minute; the rest of the"
+        " QSTASH_SCHEDULE_LOOKAHEAD_SECONDS (default 120 s), due at the minute; the rest of the"
         f" {r.count} beyond those made through the API are SQL copies"
     ]
     return rows, details
