@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce, Least
 
 from broker.flow_limits import next_admission, period_start
@@ -239,9 +240,7 @@ def _key_admit(key: FlowControlKey, now: datetime) -> int:
             .order_by("due_at", "id")
             .values_list("pk", flat=True)[:free]
         )
-        Message.objects.filter(pk__in=admitted).update(
-            waiting_for=Message.Waiting.NO, flow_slot=True
-        )
+        _admit_rows(key, admitted, now)
     if key.rate is not None:
         key.rate_count += len(admitted)
     key.wake_at = _key_next_wake(key, admitted=len(admitted), free=free, now=now)
@@ -251,6 +250,27 @@ def _key_admit(key: FlowControlKey, now: datetime) -> int:
     if key.wake_at is not None and key.wake_at > now:
         notify_due_at(key.wake_at)  # the clock sleeps until the next period, not a tick
     return len(admitted)
+
+
+def _admit_rows(key: FlowControlKey, admitted: list[int], now: datetime) -> None:
+    """Let the rows go. Under a rate, each start gets its own slot in the period
+    (``period / rate`` apart), so no second sees more than the rate start, whatever
+    one-second window a destination counts in; a slot still to come is the row's due
+    time, and the clock wakes for it like for any delayed message."""
+    due: Any = F("due_at")
+    if key.rate is not None and key.rate_period_start is not None:
+        step = timedelta(seconds=(key.period or 1) / key.rate)
+        slots = [
+            (pk, key.rate_period_start + step * (key.rate_count + n))
+            for n, pk in enumerate(admitted)
+        ]
+        later = [(pk, at) for pk, at in slots if at > now]
+        if later:
+            due = Case(*[When(pk=pk, then=Value(at)) for pk, at in later], default=F("due_at"))
+            notify_due_at(later[0][1])
+    Message.objects.filter(pk__in=admitted).update(
+        waiting_for=Message.Waiting.NO, flow_slot=True, due_at=due
+    )
 
 
 def _key_next_wake(
