@@ -101,12 +101,45 @@ class Message(models.Model):
             ),
             # Bulk cancel and the console list by creation time.
             models.Index(fields=["created_at"], name="message_created_idx"),
-            # Retention prune: "finished_at < cutoff".
+            # Retention prune (services/maintenance.py): "state IN (finished states) AND
+            # finished_at < cutoff LIMIT n". The state comes first so that the prune of
+            # delivered rows, kept for hours, reads only them, and not every failed or
+            # canceled row that is kept for days: an idle prune reads no row at all.
             models.Index(
-                fields=["finished_at"],
-                name="message_finished_idx",
+                fields=["state", "finished_at"],
+                name="message_finished_state_idx",
                 condition=models.Q(finished_at__isnull=False),
             ),
+            # Bulk cancel by filter (services/cancel.py): "state IN (pending) AND ...
+            # ORDER BY id LIMIT n". Only pending rows are in it, so a filter that
+            # matches nothing reads the pending rows, not the finished millions.
+            models.Index(
+                fields=["id"],
+                name="message_pending_idx",
+                condition=models.Q(state__in=["CREATED", "ACTIVE", "RETRY"]),
+            ),
+            # Exact filters of logs, DLQ and bulk cancel (broker/filters.py). Most
+            # messages have no topic, endpoint, queue, schedule or flow-control key:
+            # partial, so that publishing such a message adds nothing to them.
+            *(
+                models.Index(
+                    fields=[field],
+                    name=f"message_{field}_idx",
+                    condition=~models.Q(**{field: ""}),
+                )
+                for field in (
+                    "topic_name",
+                    "endpoint_name",
+                    "queue_name",
+                    "schedule_id",
+                    "flow_control_key",
+                )
+            ),
+            models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
+            # On PostgreSQL, migration 0002 adds trigram GIN indexes (pg_trgm) on
+            # ``url`` (the url, host and path filters: "=", "~*" and "~") and on
+            # ``labels`` (the label filter: "LIKE '%,a,%'"). They are not declared
+            # here because the embedded SQLite store has no such index.
         ]
 
     def __str__(self) -> str:
@@ -151,6 +184,9 @@ class LogEntry(models.Model):
         indexes = [
             # /v2/events pages by id; the time filter and the prune use this one.
             models.Index(fields=["time"], name="log_time_idx"),
+            # /v2/logs?state=X: "state IN (...) ORDER BY id DESC LIMIT n" walks one
+            # state's rows newest first, however rare that state is.
+            models.Index(fields=["state", "id"], name="log_state_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,137 @@
+"""Indexes for every filter of logs, the DLQ and bulk cancel, and for a prune that reads
+only what it deletes (issue 12: the store at scale).
+
+On PostgreSQL every index is built ``CONCURRENTLY``, so migrating a store of millions of
+rows does not stop publishing or delivery while the indexes build (hence a non-atomic
+migration). The trigram indexes need ``pg_trgm``, which ships with PostgreSQL and is a
+trusted extension: the database owner may enable it. SQLite, the embedded store, gets
+the plain indexes only.
+"""
+
+from typing import Any
+
+from django.db import migrations, models
+
+TRIGRAM_INDEXES = {
+    # The url filter ("url = ANY(...)"), the host filter ("url ~* '^https?://host...'")
+    # and the path filter ("url ~ '^https?://[^/]+/path...'"): broker/filters.py.
+    "message_url_trgm_idx": "url",
+    # The label filter: "labels LIKE '%,a,%'" (labels are stored as ",a,b,").
+    "message_labels_trgm_idx": "labels",
+}
+
+
+def _postgresql(schema_editor: Any) -> bool:
+    return bool(schema_editor.connection.vendor == "postgresql")
+
+
+class AddIndexOnline(migrations.AddIndex):
+    """``AddIndex``, built ``CONCURRENTLY`` on PostgreSQL."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            kwargs = {"concurrently": True} if _postgresql(schema_editor) else {}
+            schema_editor.add_index(model, self.index, **kwargs)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            kwargs = {"concurrently": True} if _postgresql(schema_editor) else {}
+            schema_editor.remove_index(model, self.index, **kwargs)
+
+
+class RemoveIndexOnline(migrations.RemoveIndex):
+    """``RemoveIndex``, dropped ``CONCURRENTLY`` on PostgreSQL."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(
+                self.name
+            )
+            kwargs = {"concurrently": True} if _postgresql(schema_editor) else {}
+            schema_editor.remove_index(model, index, **kwargs)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+            kwargs = {"concurrently": True} if _postgresql(schema_editor) else {}
+            schema_editor.add_index(model, index, **kwargs)
+
+
+def trigram_indexes_add(apps: Any, schema_editor: Any) -> None:
+    if not _postgresql(schema_editor):
+        return
+    schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    for name, column in TRIGRAM_INDEXES.items():
+        schema_editor.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} "
+            f"ON broker_message USING gin ({column} gin_trgm_ops)"
+        )
+
+
+def trigram_indexes_remove(apps: Any, schema_editor: Any) -> None:
+    if not _postgresql(schema_editor):
+        return
+    for name in TRIGRAM_INDEXES:
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    # The extension stays: something else may use it, and it costs nothing.
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("broker", "0001_initial"),
+    ]
+
+    operations = [
+        migrations.RunPython(trigram_indexes_add, trigram_indexes_remove, atomic=False),
+        RemoveIndexOnline(
+            model_name="message",
+            name="message_finished_idx",
+        ),
+        AddIndexOnline(
+            model_name="logentry",
+            index=models.Index(fields=["state", "id"], name="log_state_idx"),
+        ),
+        AddIndexOnline(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("finished_at__isnull", False)),
+                fields=["state", "finished_at"],
+                name="message_finished_state_idx",
+            ),
+        ),
+        AddIndexOnline(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("state__in", ["CREATED", "ACTIVE", "RETRY"])),
+                fields=["id"],
+                name="message_pending_idx",
+            ),
+        ),
+        *(
+            AddIndexOnline(
+                model_name="message",
+                index=models.Index(
+                    condition=models.Q((field, ""), _negated=True),
+                    fields=[field],
+                    name=f"message_{field}_idx",
+                ),
+            )
+            for field in (
+                "topic_name",
+                "endpoint_name",
+                "queue_name",
+                "schedule_id",
+                "flow_control_key",
+            )
+        ),
+        AddIndexOnline(
+            model_name="message",
+            index=models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
+        ),
+    ]
