@@ -182,11 +182,13 @@ class LogEntry(models.Model):
 
     class Meta:
         indexes = [
-            # /v2/events pages by id; the time filter and the prune use this one.
-            models.Index(fields=["time"], name="log_time_idx"),
-            # /v2/logs?state=X: "state IN (...) ORDER BY id DESC LIMIT n" walks one
-            # state's rows newest first, however rare that state is.
-            models.Index(fields=["state", "id"], name="log_state_idx"),
+            # /v2/logs pages by (time, id) (filters.time_page): a page, with or without
+            # fromDate/toDate, is a range of this index read in order. The prune's
+            # "time < cutoff" uses it too.
+            models.Index(fields=["time", "id"], name="log_time_id_idx"),
+            # /v2/logs?state=X: "state = X ORDER BY time DESC, id DESC LIMIT n" reads
+            # one state's rows newest first, however rare that state is.
+            models.Index(fields=["state", "time", "id"], name="log_state_idx"),
         ]
 
     def __str__(self) -> str:

@@ -47,9 +47,7 @@ class RemoveIndexOnline(migrations.RemoveIndex):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):  # type: ignore[no-untyped-def]
         model = from_state.apps.get_model(app_label, self.model_name)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(
-                self.name
-            )
+            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
             kwargs = {"concurrently": True} if _postgresql(schema_editor) else {}
             schema_editor.remove_index(model, index, **kwargs)
 
@@ -95,7 +93,15 @@ class Migration(migrations.Migration):
         ),
         AddIndexOnline(
             model_name="logentry",
-            index=models.Index(fields=["state", "id"], name="log_state_idx"),
+            index=models.Index(fields=["time", "id"], name="log_time_id_idx"),
+        ),
+        RemoveIndexOnline(
+            model_name="logentry",
+            name="log_time_idx",
+        ),
+        AddIndexOnline(
+            model_name="logentry",
+            index=models.Index(fields=["state", "time", "id"], name="log_state_idx"),
         ),
         AddIndexOnline(
             model_name="message",
