@@ -11,7 +11,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db import connection
+from django.db.models import F, Func, Model, Q, QuerySet, TextField, Value
+from django.db.models.functions import Lower
+from django.db.models.lookups import Exact
 from django.http import QueryDict
 
 from broker.errors import ApplicationError
@@ -89,6 +92,43 @@ def millis(value: str, *, name: str) -> datetime:
         ) from None
 
 
+# The host and the path of a stored URL, as indexed on PostgreSQL (migration 0002:
+# message_host_idx and message_path_idx, hash indexes, so that a URL of any length
+# fits). Written exactly as the indexes' expressions, or the planner cannot use them.
+# The host is read from the lower-cased URL (the filter ignores case); the path as is.
+HOST_PATTERN = "^https?://([^/?#:]*)"
+PATH_PATTERN = "^https?://[^/]+(/[^?#]*)"
+
+
+def _url_part(url: F | Func, pattern: str) -> Func:
+    return Func(url, Value(pattern), function="substring", output_field=TextField())
+
+
+def _host_q(host: str, *, prefix: str) -> Q:
+    """URLs whose host (and port, if given) is ``host``, case-insensitively.
+
+    The regex is the definition; on PostgreSQL the indexed host narrows it first. It
+    can only when the value is a host, or host:port (none of "/?#").
+    """
+    q = Q(**{f"{prefix}url__iregex": rf"^https?://{re.escape(host)}([:/?#]|$)"})
+    if connection.vendor == "postgresql" and not set(host) & set("/?#"):
+        name = host.split(":", 1)[0].lower()
+        q &= Q(Exact(_url_part(Lower(F(f"{prefix}url")), HOST_PATTERN), Value(name)))
+    return q
+
+
+def _path_q(path: str, *, prefix: str) -> Q:
+    """URLs whose path is ``path`` (the query and fragment aside).
+
+    As for the host: the regex is the definition, the indexed path narrows it when the
+    value is a path ("/" first, none of "?#").
+    """
+    q = Q(**{f"{prefix}url__regex": rf"^https?://[^/]+{re.escape(path)}([?#]|$)"})
+    if connection.vendor == "postgresql" and path.startswith("/") and not set(path) & set("?#"):
+        q &= Q(Exact(_url_part(F(f"{prefix}url"), PATH_PATTERN), Value(path)))
+    return q
+
+
 def message_q(
     query: QueryDict | dict[str, list[str]], *, prefix: str = "", date_field: str = "created_at"
 ) -> Q:
@@ -100,9 +140,9 @@ def message_q(
     if urls := values(query, "url"):
         q &= Q(**{f"{f}url__in": urls})
     if hosts := _pattern_values(query, "host", max_length=MAX_HOST_FILTER_LENGTH):
-        q &= _any(Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts)
+        q &= _any(_host_q(h, prefix=f) for h in hosts)
     if paths := _pattern_values(query, "path", max_length=MAX_URL_LENGTH):
-        q &= _any(Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths)
+        q &= _any(_path_q(p, prefix=f) for p in paths)
     for wire, field in (
         ("topicName", "topic_name"),
         ("endpointName", "endpoint_name"),

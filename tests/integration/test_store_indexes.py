@@ -90,9 +90,10 @@ def reads_index(plan: str, index: str) -> bool:
 
 # Filter -> the index it must read: on the message for message filters, else on its own table.
 MESSAGE_FILTER_INDEXES = {
-    "url=http://host7.bench.test/hook/0": "message_url_trgm_idx",
-    "host=HOST7.bench.test": "message_url_trgm_idx",
-    "path=/nothing-has-this-path": "message_url_trgm_idx",
+    "url=http://host7.bench.test/hook/0": "message_url_hash_idx",
+    "host=HOST7.bench.test": "message_host_idx",
+    "host=host7.bench.test:8080": "message_host_idx",
+    "path=/nothing-has-this-path": "message_path_idx",
     "label=team-7": "message_labels_trgm_idx",
     "topicName=topic-3": "message_topic_name_idx",
     "endpointName=endpoint-1": "message_endpoint_name_idx",
