@@ -15,7 +15,7 @@ many times faster than maintaining them row by row), then the tables are analyze
 Prints one JSON line: ``{"messages": N, "logs": ..., "dlq": ..., "seconds": s}``.
 
 ``--expired K`` instead adds K more DELIVERED messages (with their 3 log rows each)
-finished 30 days ago, past every retention: what the prune bench deletes.
+finished 400 days ago, past every retention the bench sets: what the prune bench deletes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _messages_sql(*, expired: bool) -> list[str]:
     # Message i: host i % 1000, path i % 7, created over the last day in id order
     # (or 30 days ago, for the expired ones), finished 50 ms later.
     created = (
-        "now() - interval '30 days' + (i - %(first)s) * interval '1 millisecond'"
+        "now() - interval '400 days' + (i - %(first)s) * interval '1 millisecond'"
         if expired
         else "now() - interval '1 day' + (i - %(first)s) * (interval '1 day' / %(count)s)"
     )
@@ -136,7 +136,7 @@ def grow(conn: psycopg.Connection[Any], messages: int) -> dict[str, int]:
 
 
 def add_expired(conn: psycopg.Connection[Any], count: int) -> int:
-    """Add ``count`` delivered messages finished 30 days ago, with their logs."""
+    """Add ``count`` delivered messages finished 400 days ago, with their logs."""
     with conn.cursor() as cur:
         cur.execute("SET session_replication_role = replica")
         cur.execute("SELECT coalesce(max(id), 0) + 1 FROM broker_message")

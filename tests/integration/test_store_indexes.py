@@ -54,7 +54,7 @@ def store(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
             " finished_at = NULL WHERE id BETWEEN %s AND %s",
             [FIRST + 1, FIRST + 30],
         )
-        for table in ("broker_message", "broker_logentry", "broker_dlqentry"):
+        for table in ("broker_message", "broker_logentry", "broker_dlqentry", "broker_payload"):
             cursor.execute(f"ANALYZE {table}")
     yield
     with django_db_blocker.unblock(), connection.cursor() as cursor:
@@ -88,20 +88,23 @@ def reads_index(plan: str, index: str) -> bool:
     return f" on {index}" in plan or f"using {index} " in plan.replace("Using", "using")
 
 
-# Filter -> the index it must read: on the message for message filters, else on its own table.
+# Filter -> the index it must read: on the message for message filters, else on its own
+# table. The values match nothing, the case the issue measured at 26 s: with no index,
+# every row is read to find that out. (A value that matches many rows may rightly be
+# served by walking the newest rows instead: the first hundred come soon.)
 MESSAGE_FILTER_INDEXES = {
-    "url=http://host7.bench.test/hook/0": "message_url_hash_idx",
-    "host=HOST7.bench.test": "message_host_idx",
-    "host=host7.bench.test:8080": "message_host_idx",
+    "url=http://127.0.0.1:1/none": "message_url_hash_idx",
+    "host=NOMATCH.example": "message_host_idx",
+    "host=nomatch.example:8080": "message_host_idx",
     "path=/nothing-has-this-path": "message_path_idx",
-    "label=team-7": "message_labels_trgm_idx",
-    "topicName=topic-3": "message_topic_name_idx",
-    "endpointName=endpoint-1": "message_endpoint_name_idx",
-    "queueName=queue-1": "message_queue_name_idx",
-    "scheduleId=scd_1": "message_schedule_id_idx",
-    "flowControlKey=key-1": "message_flow_control_key_idx",
-    "callerIp=10.0.0.7": "message_caller_ip_idx",
-    "messageId=msg_grown00000000000000007": "broker_message_message_id",
+    "label=nomatch": "message_labels_trgm_idx",
+    "topicName=nomatch": "message_topic_name_idx",
+    "endpointName=nomatch": "message_endpoint_name_idx",
+    "queueName=nomatch": "message_queue_name_idx",
+    "scheduleId=nomatch": "message_schedule_id_idx",
+    "flowControlKey=nomatch": "message_flow_control_key_idx",
+    "callerIp=192.0.2.1": "message_caller_ip_idx",
+    "messageId=msg_nomatch000000000000000": "broker_message_message_id",
 }
 # /v2/dlq has no host or path filter.
 DLQ_FILTER_INDEXES = {
