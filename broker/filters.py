@@ -6,6 +6,7 @@ A filter may repeat its key (``label=a&label=b``) or list values with commas
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,8 @@ from typing import TypeVar
 
 from django.db import connection
 from django.db.models import F, Func, Model, Q, QuerySet, TextField, Value
-from django.db.models.functions import Lower
-from django.db.models.lookups import Exact
+from django.db.models.functions import MD5, Lower
+from django.db.models.lookups import Exact, In
 from django.http import QueryDict
 
 from broker.errors import ApplicationError
@@ -93,11 +94,16 @@ def millis(value: str, *, name: str) -> datetime:
 
 
 # The host and the path of a stored URL, as indexed on PostgreSQL (migration 0002:
-# message_host_idx and message_path_idx, hash indexes, so that a URL of any length
-# fits). Written exactly as the indexes' expressions, or the planner cannot use them.
+# btree indexes over their md5, so that a URL of any length fits). Written exactly as
+# the indexes' expressions, or the planner cannot use them.
 # The host is read from the lower-cased URL (the filter ignores case); the path as is.
 HOST_PATTERN = "^https?://([^/?#:]*)"
 PATH_PATTERN = "^https?://[^/]+(/[^?#]*)"
+
+
+def _md5(text: str) -> str:
+    # The digest of PostgreSQL's md5(): of the UTF-8 bytes, in hex.
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
 def _url_part(url: F | Func, pattern: str) -> Func:
@@ -113,7 +119,7 @@ def _host_q(host: str, *, prefix: str) -> Q:
     q = Q(**{f"{prefix}url__iregex": rf"^https?://{re.escape(host)}([:/?#]|$)"})
     if connection.vendor == "postgresql" and not set(host) & set("/?#"):
         name = host.split(":", 1)[0].lower()
-        q &= Q(Exact(_url_part(Lower(F(f"{prefix}url")), HOST_PATTERN), Value(name)))
+        q &= Q(Exact(MD5(_url_part(Lower(F(f"{prefix}url")), HOST_PATTERN)), Value(_md5(name))))
     return q
 
 
@@ -125,7 +131,7 @@ def _path_q(path: str, *, prefix: str) -> Q:
     """
     q = Q(**{f"{prefix}url__regex": rf"^https?://[^/]+{re.escape(path)}([?#]|$)"})
     if connection.vendor == "postgresql" and path.startswith("/") and not set(path) & set("?#"):
-        q &= Q(Exact(_url_part(F(f"{prefix}url"), PATH_PATTERN), Value(path)))
+        q &= Q(Exact(MD5(_url_part(F(f"{prefix}url"), PATH_PATTERN)), Value(_md5(path))))
     return q
 
 
@@ -139,6 +145,9 @@ def message_q(
         q &= Q(**{f"{f}message_id__in": ids})
     if urls := values(query, "url"):
         q &= Q(**{f"{f}url__in": urls})
+        if connection.vendor == "postgresql":
+            # message_url_md5_idx; the url itself still decides.
+            q &= Q(In(MD5(F(f"{f}url")), [_md5(url) for url in urls]))
     if hosts := _pattern_values(query, "host", max_length=MAX_HOST_FILTER_LENGTH):
         q &= _any(_host_q(h, prefix=f) for h in hosts)
     if paths := _pattern_values(query, "path", max_length=MAX_URL_LENGTH):

@@ -136,8 +136,8 @@ class Message(models.Model):
                 )
             ),
             models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
-            # On PostgreSQL, migration 0002 adds hash indexes on the url, its host and
-            # its path (the url, host and path filters) and a trigram GIN index on
+            # On PostgreSQL, migration 0002 adds btree indexes over the md5 of the url,
+            # its host and its path (the url, host and path filters) and a trigram GIN index on
             # ``labels`` (the label filter: "LIKE '%,a,%'"). They are not declared
             # here because the embedded SQLite store has no such index.
         ]

@@ -14,15 +14,17 @@ from django.db import migrations, models
 
 # Indexes that only PostgreSQL has (name -> method and expression).
 POSTGRESQL_INDEXES = {
-    # The url filter: "url = ANY(...)". Hash, not btree: a btree entry is limited to
-    # about 2.7 kB, and a URL may be 4 kB.
-    "message_url_hash_idx": "hash (url)",
-    # The host filter: "substring(lower(url), '^https?://([^/?#:]*)') = 'host'"
-    # (broker/filters.py HOST_PATTERN, which must match this text exactly).
-    "message_host_idx": "hash (substring(lower(url), '^https?://([^/?#:]*)'))",
-    # The path filter: "substring(url, '^https?://[^/]+(/[^?#]*)') = '/path'"
-    # (broker/filters.py PATH_PATTERN).
-    "message_path_idx": "hash (substring(url, '^https?://[^/]+(/[^?#]*)'))",
+    # The url, host and path filters (broker/filters.py, whose expressions must match these
+    # texts exactly): btree over the md5 of the value, because a btree entry is limited to
+    # about 2.7 kB and a URL may be 4 kB. Not hash indexes: a hash bucket holding a
+    # million messages to one host is a chain of overflow pages that every insert walks,
+    # where btree stores duplicates compactly (deduplication).
+    # "md5(url) = ANY(...)"
+    "message_url_md5_idx": "btree (md5(url))",
+    # "md5(substring(lower(url), '^https?://([^/?#:]*)')) = md5('host')"
+    "message_host_md5_idx": "btree (md5(substring(lower(url), '^https?://([^/?#:]*)')))",
+    # "md5(substring(url, '^https?://[^/]+(/[^?#]*)')) = md5('/path')"
+    "message_path_md5_idx": "btree (md5(substring(url, '^https?://[^/]+(/[^?#]*)')))",
     # The label filter: "labels LIKE '%,a,%'" (labels are stored as ",a,b,"): pg_trgm.
     "message_labels_trgm_idx": "gin (labels gin_trgm_ops)",
 }

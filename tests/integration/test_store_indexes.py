@@ -93,10 +93,10 @@ def reads_index(plan: str, index: str) -> bool:
 # every row is read to find that out. (A value that matches many rows may rightly be
 # served by walking the newest rows instead: the first hundred come soon.)
 MESSAGE_FILTER_INDEXES = {
-    "url=http://127.0.0.1:1/none": "message_url_hash_idx",
-    "host=NOMATCH.example": "message_host_idx",
-    "host=nomatch.example:8080": "message_host_idx",
-    "path=/nothing-has-this-path": "message_path_idx",
+    "url=http://127.0.0.1:1/none": "message_url_md5_idx",
+    "host=NOMATCH.example": "message_host_md5_idx",
+    "host=nomatch.example:8080": "message_host_md5_idx",
+    "path=/nothing-has-this-path": "message_path_md5_idx",
     "label=nomatch": "message_labels_trgm_idx",
     "topicName=nomatch": "message_topic_name_idx",
     "endpointName=nomatch": "message_endpoint_name_idx",
