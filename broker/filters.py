@@ -206,6 +206,7 @@ def page_order(query: QueryDict, *, default: str) -> str:
 
 
 M = TypeVar("M", bound=Model)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def time_cursor(query: QueryDict) -> tuple[datetime | None, int] | None:
@@ -219,7 +220,9 @@ def time_cursor(query: QueryDict) -> tuple[datetime | None, int] | None:
     head, _, tail = raw.rpartition("-")
     try:
         pk = int(tail)
-        when = datetime.fromtimestamp(int(head) / 1_000_000, tz=UTC) if head else None
+        # Integer microseconds: a float would round some of them, and the keyset
+        # would then repeat or skip the rows of the page boundary.
+        when = EPOCH + timedelta(microseconds=int(head)) if head else None
     except (ValueError, OverflowError, OSError):
         raise ApplicationError(f"invalid cursor: {raw!r}") from None
     if not 0 <= pk < 2**63:
@@ -263,7 +266,7 @@ def time_page(
         return page, None
     last = page[count - 1]
     stamp = getattr(last, time_field)
-    micros = (stamp - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    micros = (stamp - EPOCH) // timedelta(microseconds=1)
     return page[:count], f"{micros}-{last.pk}"
 
 

@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from broker.filters import message_q
-from broker.models import Message
+from broker.models import LogEntry, Message, Payload
 from broker.selectors import dlq_entries, dlq_page, logs_page
 from broker.services.cancel import messages_cancel
 from tests.bench.grow import _messages_sql
@@ -231,3 +231,29 @@ def test_bulk_cancel_works_in_bounded_batches(store: None, monkeypatch: Any) -> 
     # 30 rows in batches of 7: 5 batches (the last finds 2), each with its own LIMIT.
     assert len(selects) == 5, selects
     assert all("LIMIT 7" in sql and "FOR UPDATE" in sql for sql in selects), selects
+
+
+def test_log_pages_walk_rows_of_the_same_time_once_each() -> None:
+    """Rows written together (a cancel logs two at the same instant) share their time:
+    the (time, id) keyset pages through them without repeating or skipping one."""
+    now = timezone.now()
+    payload = Payload.objects.create(body=b"x")
+    message = Message.objects.create(
+        url="http://127.0.0.1:1/x", payload=payload, not_before=now, created_at=now
+    )
+    logs = [LogEntry.objects.create(message=message, state="CREATED", time=now) for _ in range(5)]
+    for order in ("latestFirst", "earliestFirst"):
+        seen: list[int] = []
+        cursor = ""
+        while True:
+            rows, next_cursor = logs_page(
+                query=QueryDict(
+                    f"messageId={message.message_id}&count=2&order={order}&cursor={cursor}"
+                )
+            )
+            seen += [row.pk for row in rows]
+            if next_cursor is None:
+                break
+            cursor = next_cursor
+        assert sorted(seen) == sorted(log.pk for log in logs), order
+        assert len(seen) == 5
