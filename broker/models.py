@@ -136,6 +136,13 @@ class Message(models.Model):
                 )
             ),
             models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
+            # /v2/dlq?responseStatus=: "state = 'FAILED' AND last_response_status IN
+            # (...)" (selectors.dlq_entries). Only failed messages, the DLQ's, are in it.
+            models.Index(
+                fields=["last_response_status"],
+                name="message_failed_status_idx",
+                condition=models.Q(state="FAILED"),
+            ),
             # On PostgreSQL, migration 0002 adds btree indexes over the md5 of the url,
             # its host and its path (the url, host and path filters) and a trigram GIN index on
             # ``labels`` (the label filter: "LIKE '%,a,%'"). They are not declared

@@ -92,7 +92,9 @@ def dlq_entries(*, query: QueryDict | dict[str, list[str]]) -> QuerySet[DlqEntry
             codes = [int(s) for s in statuses]
             if not all(100 <= code <= 999 for code in codes):
                 raise ValueError
-            where &= Q(message__last_response_status__in=codes)
+            # Every DLQ entry's message is FAILED; saying so lets the partial index
+            # message_failed_status_idx serve the filter.
+            where &= Q(message__state=Message.State.FAILED, message__last_response_status__in=codes)
         except ValueError:
             raise ApplicationError("invalid responseStatus: expected an HTTP status code") from None
     return entries.filter(where)

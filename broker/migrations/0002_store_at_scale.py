@@ -148,4 +148,12 @@ class Migration(migrations.Migration):
             model_name="message",
             index=models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
         ),
+        AddIndexOnline(
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("state", "FAILED")),
+                fields=["last_response_status"],
+                name="message_failed_status_idx",
+            ),
+        ),
     ]

@@ -187,14 +187,11 @@ def test_the_dlq_own_filters_read_its_indexes(store: None, query: str, index: st
     assert uses(plan, index), plan
 
 
-def test_dlq_response_status_walks_the_dlq_and_never_scans_the_messages(store: None) -> None:
-    # No index on the status: the DLQ (bounded by its retention) is read in id order and
-    # each entry's message found by its primary key.
+def test_dlq_response_status_reads_the_index_of_failed_messages(store: None) -> None:
     q = QueryDict("responseStatus=503")
     plan = plan_of(lambda: dlq_page(dlq_entries(query=q), q))
 
-    assert uses(plan, "broker_message_pkey"), plan
-    assert "Seq Scan on broker_message" not in plan, plan
+    assert uses(plan, "message_failed_status_idx"), plan
 
 
 @pytest.mark.parametrize("query", [*sorted(MESSAGE_FILTER_INDEXES), "", "fromDate=1700000000000"])
