@@ -6,12 +6,16 @@ A filter may repeat its key (``label=a&label=b``) or list values with commas
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from django.db.models import Model, Q, QuerySet
+from django.db import connection
+from django.db.models import F, Func, Model, Q, QuerySet, TextField, Value
+from django.db.models.functions import MD5, Lower
+from django.db.models.lookups import Exact, In
 from django.http import QueryDict
 
 from broker.errors import ApplicationError
@@ -89,6 +93,48 @@ def millis(value: str, *, name: str) -> datetime:
         ) from None
 
 
+# The host and the path of a stored URL, as indexed on PostgreSQL (migration 0002:
+# btree indexes over their md5, so that a URL of any length fits). Written exactly as
+# the indexes' expressions, or the planner cannot use them.
+# The host is read from the lower-cased URL (the filter ignores case); the path as is.
+HOST_PATTERN = "^https?://([^/?#:]*)"
+PATH_PATTERN = "^https?://[^/]+(/[^?#]*)"
+
+
+def _md5(text: str) -> str:
+    # The digest of PostgreSQL's md5(): of the UTF-8 bytes, in hex.
+    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def _url_part(url: F | Func, pattern: str) -> Func:
+    return Func(url, Value(pattern), function="substring", output_field=TextField())
+
+
+def _host_q(host: str, *, prefix: str) -> Q:
+    """URLs whose host (and port, if given) is ``host``, case-insensitively.
+
+    The regex is the definition; on PostgreSQL the indexed host narrows it first. It
+    can only when the value is a host, or host:port (none of "/?#").
+    """
+    q = Q(**{f"{prefix}url__iregex": rf"^https?://{re.escape(host)}([:/?#]|$)"})
+    if connection.vendor == "postgresql" and not set(host) & set("/?#"):
+        name = host.split(":", 1)[0].lower()
+        q &= Q(Exact(MD5(_url_part(Lower(F(f"{prefix}url")), HOST_PATTERN)), Value(_md5(name))))
+    return q
+
+
+def _path_q(path: str, *, prefix: str) -> Q:
+    """URLs whose path is ``path`` (the query and fragment aside).
+
+    As for the host: the regex is the definition, the indexed path narrows it when the
+    value is a path ("/" first, none of "?#").
+    """
+    q = Q(**{f"{prefix}url__regex": rf"^https?://[^/]+{re.escape(path)}([?#]|$)"})
+    if connection.vendor == "postgresql" and path.startswith("/") and not set(path) & set("?#"):
+        q &= Q(Exact(MD5(_url_part(F(f"{prefix}url"), PATH_PATTERN)), Value(_md5(path))))
+    return q
+
+
 def message_q(
     query: QueryDict | dict[str, list[str]], *, prefix: str = "", date_field: str = "created_at"
 ) -> Q:
@@ -99,10 +145,13 @@ def message_q(
         q &= Q(**{f"{f}message_id__in": ids})
     if urls := values(query, "url"):
         q &= Q(**{f"{f}url__in": urls})
+        if connection.vendor == "postgresql":
+            # message_url_md5_idx; the url itself still decides.
+            q &= Q(In(MD5(F(f"{f}url")), [_md5(url) for url in urls]))
     if hosts := _pattern_values(query, "host", max_length=MAX_HOST_FILTER_LENGTH):
-        q &= _any(Q(**{f"{f}url__iregex": rf"^https?://{re.escape(h)}([:/?#]|$)"}) for h in hosts)
+        q &= _any(_host_q(h, prefix=f) for h in hosts)
     if paths := _pattern_values(query, "path", max_length=MAX_URL_LENGTH):
-        q &= _any(Q(**{f"{f}url__regex": rf"^https?://[^/]+{re.escape(p)}([?#]|$)"}) for p in paths)
+        q &= _any(_path_q(p, prefix=f) for p in paths)
     for wire, field in (
         ("topicName", "topic_name"),
         ("endpointName", "endpoint_name"),
@@ -157,6 +206,68 @@ def page_order(query: QueryDict, *, default: str) -> str:
 
 
 M = TypeVar("M", bound=Model)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_cursor(query: QueryDict) -> tuple[datetime | None, int] | None:
+    """A cursor of the (time, id) keyset: ``"<time in microseconds>-<id>"``.
+
+    A bare id (a cursor of an older version) bounds the id only.
+    """
+    raw = query.get("cursor")
+    if raw in (None, ""):
+        return None
+    head, _, tail = raw.rpartition("-")
+    try:
+        pk = int(tail)
+        # Integer microseconds: a float would round some of them, and the keyset
+        # would then repeat or skip the rows of the page boundary.
+        when = EPOCH + timedelta(microseconds=int(head)) if head else None
+    except (ValueError, OverflowError, OSError):
+        raise ApplicationError(f"invalid cursor: {raw!r}") from None
+    if not 0 <= pk < 2**63:
+        raise ApplicationError(f"invalid cursor: {raw!r}")
+    return when, pk
+
+
+def time_page(
+    rows: QuerySet[M],
+    query: QueryDict,
+    *,
+    time_field: str,
+    default_order: str,
+    default_count: int,
+    max_count: int,
+) -> tuple[list[M], str | None]:
+    """One page of ``rows`` in (time, id) order, and the cursor of the next (None on the last).
+
+    Keyset pagination on (time, id) rather than on the id alone: a time filter is then
+    a range of the (time, id) index that is read in order, however far back it lies,
+    instead of a walk of every newer id (ids only roughly follow time).
+    """
+    count = page_count(query, default=default_count, maximum=max_count)
+    cursor = time_cursor(query)
+    newest_first = page_order(query, default=default_order) == "latestFirst"
+    if cursor is not None:
+        when, pk = cursor
+        if when is None:
+            rows = rows.filter(pk__lt=pk) if newest_first else rows.filter(pk__gt=pk)
+        elif newest_first:
+            rows = rows.filter(
+                Q(**{f"{time_field}__lt": when}) | Q(**{time_field: when, "pk__lt": pk})
+            )
+        else:
+            rows = rows.filter(
+                Q(**{f"{time_field}__gt": when}) | Q(**{time_field: when, "pk__gt": pk})
+            )
+    order = (f"-{time_field}", "-pk") if newest_first else (time_field, "pk")
+    page = list(rows.order_by(*order)[: count + 1])
+    if len(page) <= count:
+        return page, None
+    last = page[count - 1]
+    stamp = getattr(last, time_field)
+    micros = (stamp - EPOCH) // timedelta(microseconds=1)
+    return page[:count], f"{micros}-{last.pk}"
 
 
 def cursor_page(

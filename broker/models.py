@@ -163,12 +163,52 @@ class Message(models.Model):
             ),
             # Bulk cancel and the console list by creation time.
             models.Index(fields=["created_at"], name="message_created_idx"),
-            # Retention prune: "finished_at < cutoff".
+            # Retention prune (services/maintenance.py): "state IN (finished states) AND
+            # finished_at < cutoff LIMIT n". The state comes first so that the prune of
+            # delivered rows, kept for hours, reads only them, and not every failed or
+            # canceled row that is kept for days: an idle prune reads no row at all.
             models.Index(
-                fields=["finished_at"],
-                name="message_finished_idx",
+                fields=["state", "finished_at"],
+                name="message_finished_state_idx",
                 condition=models.Q(finished_at__isnull=False),
             ),
+            # Bulk cancel by filter (services/cancel.py): "state IN (pending) AND ...
+            # ORDER BY id LIMIT n". Only pending rows are in it, so a filter that
+            # matches nothing reads the pending rows, not the finished millions.
+            models.Index(
+                fields=["id"],
+                name="message_pending_idx",
+                condition=models.Q(state__in=["CREATED", "ACTIVE", "RETRY"]),
+            ),
+            # Exact filters of logs, DLQ and bulk cancel (broker/filters.py). Most
+            # messages have no topic, endpoint, queue, schedule or flow-control key:
+            # partial, so that publishing such a message adds nothing to them.
+            *(
+                models.Index(
+                    fields=[field],
+                    name=f"message_{field}_idx",
+                    condition=~models.Q(**{field: ""}),
+                )
+                for field in (
+                    "topic_name",
+                    "endpoint_name",
+                    "queue_name",
+                    "schedule_id",
+                    "flow_control_key",
+                )
+            ),
+            models.Index(fields=["caller_ip"], name="message_caller_ip_idx"),
+            # /v2/dlq?responseStatus=: "state = 'FAILED' AND last_response_status IN
+            # (...)" (selectors.dlq_entries). Only failed messages, the DLQ's, are in it.
+            models.Index(
+                fields=["last_response_status"],
+                name="message_failed_status_idx",
+                condition=models.Q(state="FAILED"),
+            ),
+            # On PostgreSQL, migration 0002 adds btree indexes over the md5 of the url,
+            # its host and its path (the url, host and path filters) and a trigram GIN index on
+            # ``labels`` (the label filter: "LIKE '%,a,%'"). They are not declared
+            # here because the embedded SQLite store has no such index.
         ]
 
     def __str__(self) -> str:
@@ -314,8 +354,13 @@ class LogEntry(models.Model):
 
     class Meta:
         indexes = [
-            # /v2/events pages by id; the time filter and the prune use this one.
-            models.Index(fields=["time"], name="log_time_idx"),
+            # /v2/logs pages by (time, id) (filters.time_page): a page, with or without
+            # fromDate/toDate, is a range of this index read in order. The prune's
+            # "time < cutoff" uses it too.
+            models.Index(fields=["time", "id"], name="log_time_id_idx"),
+            # /v2/logs?state=X: "state = X ORDER BY time DESC, id DESC LIMIT n" reads
+            # one state's rows newest first, however rare that state is.
+            models.Index(fields=["state", "time", "id"], name="log_state_idx"),
         ]
 
     def __str__(self) -> str:

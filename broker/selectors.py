@@ -6,8 +6,9 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 
 from broker.errors import ApplicationError, NotFound
-from broker.filters import MESSAGE_FILTERS, cursor_page, message_q, values
+from broker.filters import MESSAGE_FILTERS, cursor_page, message_q, time_page, values
 from broker.models import DlqEntry, LogEntry, Message
+from broker.statement_timeout import statement_timeout
 
 LOG_STATES = set(LogEntry.State.values)
 # Filter aliases: IN_PROGRESS is every state of a message still being worked on.
@@ -43,7 +44,16 @@ def logs_page(*, query: QueryDict) -> tuple[list[LogEntry], str | None]:
                 raise ApplicationError(f"invalid state: {state!r}")
             wanted += expanded
         qs = qs.filter(state__in=wanted)
-    return cursor_page(qs, query, default_order="latestFirst", default_count=100, max_count=1000)
+    filters = set(query) & (MESSAGE_FILTERS | {"state"})
+    with statement_timeout(what="the log query", filters=filters):
+        return time_page(
+            qs,
+            query,
+            time_field="time",
+            default_order="latestFirst",
+            default_count=100,
+            max_count=1000,
+        )
 
 
 DLQ_FILTERS = {
@@ -82,20 +92,24 @@ def dlq_entries(*, query: QueryDict | dict[str, list[str]]) -> QuerySet[DlqEntry
             codes = [int(s) for s in statuses]
             if not all(100 <= code <= 999 for code in codes):
                 raise ValueError
-            where &= Q(message__last_response_status__in=codes)
+            # Every DLQ entry's message is FAILED; saying so lets the partial index
+            # message_failed_status_idx serve the filter.
+            where &= Q(message__state=Message.State.FAILED, message__last_response_status__in=codes)
         except ValueError:
             raise ApplicationError("invalid responseStatus: expected an HTTP status code") from None
     return entries.filter(where)
 
 
 def dlq_page(entries: QuerySet[DlqEntry], query: QueryDict) -> tuple[list[DlqEntry], str | None]:
-    return cursor_page(
-        entries,
-        query,
-        default_order="earliestFirst",
-        default_count=DLQ_PAGE_MAX,
-        max_count=DLQ_PAGE_MAX,
-    )
+    """One page of ``entries`` by DLQ id order (the DLQ is bounded by its retention)."""
+    with statement_timeout(what="the DLQ query", filters=set(query) & DLQ_FILTERS):
+        return cursor_page(
+            entries,
+            query,
+            default_order="earliestFirst",
+            default_count=DLQ_PAGE_MAX,
+            max_count=DLQ_PAGE_MAX,
+        )
 
 
 def dlq_entry_get(*, dlq_id: str) -> DlqEntry:

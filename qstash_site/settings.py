@@ -237,10 +237,18 @@ QSTASH_MAX_QUEUE_PARALLELISM = envint("QSTASH_MAX_QUEUE_PARALLELISM", 1000)
 # A warm shutdown waits this long for held deliveries to finish and be recorded.
 QSTASH_SHUTDOWN_DRAIN_SECONDS = envint("QSTASH_SHUTDOWN_DRAIN_SECONDS", 30)
 
-# Retention, applied by the clock's prune.
+# The store at scale (README "Retention and large stores"). Retention is applied by
+# the clock's prune thread, in batches of QSTASH_PRUNE_BATCH rows that each commit,
+# with a pause of QSTASH_PRUNE_PAUSE_MS between them, every QSTASH_PRUNE_EVERY_SECONDS.
 QSTASH_LOG_RETENTION_DAYS = envint("QSTASH_LOG_RETENTION_DAYS", 14)
 QSTASH_DLQ_RETENTION_DAYS = envint("QSTASH_DLQ_RETENTION_DAYS", 7)
 QSTASH_DELIVERED_RETENTION_HOURS = envint("QSTASH_DELIVERED_RETENTION_HOURS", 24)
+QSTASH_PRUNE_BATCH = envint("QSTASH_PRUNE_BATCH", 1000)
+QSTASH_PRUNE_PAUSE_MS = envint("QSTASH_PRUNE_PAUSE_MS", 20)
+QSTASH_PRUNE_EVERY_SECONDS = envint("QSTASH_PRUNE_EVERY_SECONDS", 60)
+# The longest an API read (logs, DLQ, bulk-cancel batch) may run before it is stopped
+# and answered 503 naming its filters (broker/statement_timeout.py); 0 for none.
+QSTASH_API_STATEMENT_TIMEOUT_MS = envint("QSTASH_API_STATEMENT_TIMEOUT_MS", 5000)
 
 # Destination policy, applied where each outbound socket is opened (broker/http.py,
 # broker/destination_policy.py). Hosts: exact names or "*.suffix"; when set, any

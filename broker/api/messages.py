@@ -67,5 +67,5 @@ class MessagesView(APIView):
         ids = [i for v in filters.get("messageIds", []) for i in v.split(",") if i]
         # Given ids, every other filter is ignored (reference 2.5).
         where = Q(message_id__in=ids) if ids else message_q(filters)
-        cancelled = messages_cancel(where=where, now=timezone.now(), limit=count)
+        cancelled = messages_cancel(where=where, now=timezone.now(), limit=count, filters=filters)
         return Response({"cancelled": cancelled})

@@ -145,6 +145,7 @@ def schedule_upsert(*, request: ScheduleRequest, now: datetime) -> Schedule:
         schedule = Schedule(schedule_id=schedule_id, created_at=now)
     else:
         _withdraw(schedule, now)
+    previous_payload = schedule.payload_id
     schedule.destination = request.destination
     schedule.cron = cron.expression
     schedule.payload = Payload.objects.create(body=request.body)
@@ -157,6 +158,12 @@ def schedule_upsert(*, request: ScheduleRequest, now: datetime) -> Schedule:
     schedule.error = ""
     schedule.updated_at = now
     schedule.save()
+    if previous_payload is not None:
+        # The old body, unless messages of earlier triggers still carry it (the prune
+        # takes it with the last of them).
+        Payload.objects.filter(
+            pk=previous_payload, messages__isnull=True, schedules__isnull=True
+        ).delete()
     return schedule
 
 
@@ -192,6 +199,9 @@ def schedule_delete(*, schedule_id: str, now: datetime) -> None:
     schedule = _get_for_update(schedule_id)
     _withdraw(schedule, now)
     schedule.delete()
+    Payload.objects.filter(
+        pk=schedule.payload_id, messages__isnull=True, schedules__isnull=True
+    ).delete()
 
 
 def schedule_drafts(schedule: Schedule, *, fire_at: datetime, due_at: datetime) -> list[Draft]:

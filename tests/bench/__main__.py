@@ -27,6 +27,11 @@ BENCH_BASELINE_DELIVERY_COUNT, BENCH_DELIVERY_ROUNDS, BENCH_STEADY_SECONDS,
 BENCH_STEADY_RATE, BENCH_BACKLOG (the backlog stage is opt-in: BENCH_BACKLOG=50000 runs
 it with that many messages), BENCH_BUDGET_SECONDS, and
 BENCH_CLIENT=python to load the publish endpoint from Python processes instead of wrk.
+
+Then the store section (``store.py``): reads, filters and publish on a grown store of
+BENCH_GROWN_MESSAGES (default 10,000,000) against an empty one, and deliveries while
+BENCH_PRUNE_EXPIRED (default 1,000,000) expired messages are pruned. BENCH_ONLY=store
+runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules
+from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules, store
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     PRODUCT_REDIS_DB,
@@ -70,6 +75,8 @@ from tests.bench.rss import Rss, RssSampler
 from tests.bench.sink import SinkClient
 
 BUDGET_SECONDS = float(os.environ.get("BENCH_BUDGET_SECONDS", "1200"))
+# The store section builds a grown store once (minutes) and prunes a million rows.
+STORE_BUDGET_SECONDS = float(os.environ.get("BENCH_STORE_BUDGET_SECONDS", "3600"))
 
 PUBLISH_SECONDS = float(os.environ.get("BENCH_PUBLISH_SECONDS", "5"))
 PUBLISH_ROUNDS = int(os.environ.get("BENCH_PUBLISH_ROUNDS", "3"))
@@ -526,6 +533,48 @@ def summary(
 
 
 def main() -> int:
+    """The pipeline stages, then the store section (``tests/bench/store.py``).
+
+    BENCH_ONLY=store runs the store section alone; BENCH_STORE=0 skips it.
+    """
+    only = os.environ.get("BENCH_ONLY", "")
+    if only not in ("", "store"):
+        print(f"BENCH_ONLY={only!r}: only 'store' can run alone", file=sys.stderr)
+        return 2
+    code = 0 if only == "store" else main_pipeline()
+    if code == 0 and (only == "store" or os.environ.get("BENCH_STORE", "1") != "0"):
+        code = main_store()
+    return code
+
+
+def main_store() -> int:
+    procs.install_cleanup()
+    deadline = Deadline(STORE_BUDGET_SECONDS)
+    workdir = Path(tempfile.mkdtemp(prefix="qstash-bench-store-"))
+    env = Env.from_environ(workdir)
+    started = time.monotonic()
+    failed = True
+    try:
+        code = store.run(env, workdir, deadline)
+        failed = code != 0
+        return code
+    except KeyboardInterrupt:
+        print("\nbenchmark interrupted; stopping everything", file=sys.stderr, flush=True)
+        return 130
+    except Exception as exc:
+        print(f"\nSTORE BENCHMARK FAILED: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        procs.stop_all()
+        flush_redis(env, PRODUCT_REDIS_DB)
+        if failed:
+            print(f"process logs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+        log(f"store section done in {time.monotonic() - started:.0f}s")
+
+
+def main_pipeline() -> int:
     procs.install_cleanup()
     deadline = Deadline(BUDGET_SECONDS)
     watchdog = threading.Timer(BUDGET_SECONDS + 20, _thread.interrupt_main)

@@ -1,5 +1,5 @@
-"""The clock process: hint due work the moment it falls due; make schedule triggers;
-once a minute, prune.
+"""The clock process: hint due work the moment it falls due; make schedule triggers and
+prune, each on a thread of its own.
 
 It sleeps until the earliest ``due_at`` in the store (delays, not-before,
 retries, expired leases), at most ``--interval`` seconds, and meanwhile relays
@@ -12,6 +12,11 @@ claim uses SKIP LOCKED; the prune deletes by age.
 Schedules fire on a thread of their own (``fire_schedules``), so a minute with a
 hundred thousand triggers never delays a wake-up: it makes each trigger into
 messages up to a lookahead before its minute (``broker/services/schedules.py``).
+
+Retention pruning runs on its own thread (``PruneLoop``) with its own connection, every
+``--prune-every`` seconds, in small batches that each commit: the loop below never waits
+for it, however large the backlog. ``--no-prune`` leaves it to ``manage.py qstash_prune``
+in a process of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -50,21 +56,25 @@ def fire_schedules(stop: threading.Event) -> None:
 
 
 class Command(BaseCommand):
-    help = "Run the clock: sweep for due messages every second and prune old rows."
+    help = "Run the clock: sweep for due messages every second; prune old rows on a thread."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--interval", type=float, default=1.0)
-        parser.add_argument("--prune-every", type=float, default=60.0)
+        parser.add_argument("--prune-every", type=float, default=None)
+        parser.add_argument("--no-prune", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from broker.services.maintenance import delivery_sweep, next_due_in, rows_prune
+        from broker.services.maintenance import PruneLoop, delivery_sweep, next_due_in
         from broker.wakeup import DueRelay
 
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        interval, prune_every = options["interval"], options["prune_every"]
-        last_prune = 0.0
+        interval = options["interval"]
+        prune_every = options["prune_every"] or float(settings.QSTASH_PRUNE_EVERY_SECONDS)
+        prune = None if options["no_prune"] else PruneLoop(every=prune_every, stop=stop)
+        if prune is not None:
+            prune.start()
         relay = DueRelay()
         triggers = threading.Thread(
             target=fire_schedules, args=(stop,), name="qstash-schedules", daemon=True
@@ -79,9 +89,6 @@ class Command(BaseCommand):
                 relay.announced_due = None
                 swept_at = timezone.now()
                 delivery_sweep(now=swept_at)
-                if started - last_prune >= prune_every:
-                    rows_prune()
-                    last_prune = started
                 # Measured from now: the sleep ends at the next due time itself.
                 wait = next_due_in(after=swept_at, limit=interval)
             except Exception:
@@ -91,4 +98,7 @@ class Command(BaseCommand):
             relay.relay(wait)
         relay.close()
         triggers.join(timeout=10)
+        if prune is not None:
+            # It stops between two batches; a batch in flight is one short statement.
+            prune.join(timeout=30)
         logger.info("clock stopped")
