@@ -89,13 +89,26 @@ INSTALLED_APPS = [
     "groups",
 ]
 
+# The console's stack. The API (/v2/ and /healthz) runs the same list less
+# CONSOLE_ONLY_MIDDLEWARE: qstash_site/stacks.py says why and how.
 MIDDLEWARE = [
+    "qstash_site.stacks.ApiStackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "broker.api.edge.ApiEdgeMiddleware",
     "broker.api.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# A token authenticates each API request: no cookie, session, CSRF token, page or
+# static file to serve there.
+CONSOLE_ONLY_MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
