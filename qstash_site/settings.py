@@ -154,6 +154,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend with a health check that makes no round trip (its module says why).
     DATABASES["default"]["ENGINE"] = "qstash_site.db_backend"
+    # The publish statement is prepared on its second run in each connection
+    # (broker/services/message_insert.py). "off" for a pooler that cannot keep
+    # prepared statements (PgBouncer before 1.21 in transaction mode).
+    _prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "1").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare in ("off", "none") else int(_prepare)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
