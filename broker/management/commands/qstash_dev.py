@@ -49,6 +49,9 @@ class Command(BaseCommand):
                 f"127.0.0.1:{port}",
                 "--workers",
                 "2",
+                # As deploy/gunicorn.conf.py: threads with keep-alive, as the SDKs use.
+                "--worker-class",
+                "gthread",
                 "--threads",
                 "4",
                 "--log-level",
