@@ -50,14 +50,17 @@ bind = [f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{_env_int('PORT', 8080)}"]  #
 # Scale out with more machines behind the load balancer instead.
 workers = _env_int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 12))
 
-# Threads, with keep-alive. A publish spends most of its time waiting for PostgreSQL to
-# flush its commit to disk, and commits that wait together share one flush: four
-# requests in flight per process let them. The SDKs (httpx) keep connections open,
-# which the sync worker closes after every answer. Measured on 2 cores (issue 10,
-# README): publish/s 0.16 of the one-middleware view with gthread and 4 threads,
-# 0.13 with sync. Each thread holds its own PostgreSQL connection: workers x threads.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread").strip() or "gthread"
-threads = _env_int("GUNICORN_THREADS", 4)
+# sync by default. gthread (GUNICORN_WORKER_CLASS=gthread, GUNICORN_THREADS requests in
+# flight per process, keep-alive) served 30% more publishes/s on 2 cores (issue 10,
+# README): commits that wait together share one disk flush. But a kept-alive
+# connection stays with the worker that accepted it, so a client or load balancer
+# holding a few connections loads only some workers, and a worker that kept a
+# connection dropped by a PostgreSQL restart may never be asked again to prove it
+# recovered (tests/integration/test_db_outage.py). Each thread holds its own PostgreSQL
+# connection: workers x threads.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync").strip() or "sync"
+# With more than one thread gunicorn swaps sync for gthread: threads only with gthread.
+threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
 
 # A publish never takes long; a request still running after this is stuck (e.g. a
 # lock wait) and the worker is better recycled than left holding a connection.

@@ -239,7 +239,8 @@ def start_sink(env: Env, deadline: Deadline) -> tuple[Proc, SinkClient]:
 
 
 # The product and every baseline view get the same gunicorn: deploy/gunicorn.conf.py's
-# worker class and threads (BENCH_WORKER_CLASS=sync|gthread overrides both sides alike).
+# worker class and threads (BENCH_WORKER_CLASS=sync|gthread overrides both sides alike,
+# through the variable that file reads, so it picks the threads that go with it).
 WEB_WORKERS = 4
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "")
 
@@ -261,7 +262,7 @@ def start_gunicorn(
         f"127.0.0.1:{port}",
     ]
     if WORKER_CLASS:
-        argv += ["--worker-class", WORKER_CLASS]
+        env = {**env, "GUNICORN_WORKER_CLASS": WORKER_CLASS}
     proc = procs.start(name, argv, env=env, logdir=work)
     procs.wait_port(port, proc, deadline)
     return proc, port

@@ -49,7 +49,7 @@ class Command(BaseCommand):
                 f"127.0.0.1:{port}",
                 "--workers",
                 "2",
-                # As deploy/gunicorn.conf.py: threads with keep-alive, as the SDKs use.
+                # Threads with keep-alive, which the SDKs use (one developer, one client).
                 "--worker-class",
                 "gthread",
                 "--threads",
