@@ -50,14 +50,15 @@ bind = [f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{_env_int('PORT', 8080)}"]  #
 # Scale out with more machines behind the load balancer instead.
 workers = _env_int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 12))
 
-# sync by default. gthread (GUNICORN_WORKER_CLASS=gthread, GUNICORN_THREADS requests in
-# flight per process, keep-alive) served 30% more publishes/s on 2 cores (issue 10,
-# README): commits that wait together share one disk flush. But a kept-alive
-# connection stays with the worker that accepted it, so a client or load balancer
-# holding a few connections loads only some workers, and a worker that kept a
-# connection dropped by a PostgreSQL restart may never be asked again to prove it
-# recovered (tests/integration/test_db_outage.py). Each thread holds its own PostgreSQL
-# connection: workers x threads.
+# sync, measured against gthread on the same load (make bench, 2 cores, issue 10):
+# publish 984/s with sync and 935/s with gthread and 4 threads, within the noise: a
+# publish waits on PostgreSQL, not on the connection. Keep-alive lifts only the
+# baseline view (3,494/s to 4,844/s), and the idle answer time was worse (p50 2.5 ms
+# against 2.1 ms). A kept-alive connection also stays with the worker that accepted it,
+# so a client or load balancer holding a few connections loads only some workers, and
+# a worker holding a connection dropped by a PostgreSQL restart may not be asked again
+# (tests/integration/test_db_outage.py needs every worker to answer). With
+# GUNICORN_WORKER_CLASS=gthread each thread holds its own PostgreSQL connection.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync").strip() or "sync"
 # With more than one thread gunicorn swaps sync for gthread: threads only with gthread.
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
