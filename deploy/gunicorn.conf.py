@@ -44,24 +44,33 @@ def _cpu_count() -> int:
 # behind a local reverse proxy listen on 127.0.0.1 only.
 bind = [f"{os.environ.get('BIND_HOST', '0.0.0.0')}:{_env_int('PORT', 8080)}"]  # noqa: S104
 
-# The classic 2*cores+1, capped: every worker holds its own PostgreSQL connection, and
-# past a dozen processes per machine the database, not gunicorn, is the bottleneck.
+# The classic 2*cores+1, capped: every worker thread holds its own PostgreSQL
+# connection, and past a dozen processes per machine the database, not gunicorn, is
+# the bottleneck.
 # Scale out with more machines behind the load balancer instead.
 workers = _env_int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 12))
 
-# Requests are short: validate, write a row, commit, wake the workers. No outbound HTTP
-# happens in the web process (delivery belongs to the Celery workers), so nothing
-# blocks long enough to need threads or an event loop.
-worker_class = "sync"
+# sync, measured against gthread on the same load (make bench, 2 cores, issue 10):
+# publish 984/s with sync and 935/s with gthread and 4 threads, within the noise: a
+# publish waits on PostgreSQL, not on the connection. Keep-alive lifts only the
+# baseline view (3,494/s to 4,844/s), and the idle answer time was worse (p50 2.5 ms
+# against 2.1 ms). A kept-alive connection also stays with the worker that accepted it,
+# so a client or load balancer holding a few connections loads only some workers, and
+# a worker holding a connection dropped by a PostgreSQL restart may not be asked again
+# (tests/integration/test_db_outage.py needs every worker to answer). With
+# GUNICORN_WORKER_CLASS=gthread each thread holds its own PostgreSQL connection.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync").strip() or "sync"
+# With more than one thread gunicorn swaps sync for gthread: threads only with gthread.
+threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1
 
 # A publish never takes long; a request still running after this is stuck (e.g. a
 # lock wait) and the worker is better recycled than left holding a connection.
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 
-# The sync worker closes the connection after each response and ignores this; it
-# applies if worker_class is switched to gthread. Keep it below the load balancer's
-# idle timeout so the balancer never reuses a socket gunicorn has just closed.
+# Seconds an idle kept-alive connection stays open (the sync worker closes every one
+# after its response and ignores this). Keep it below the load balancer's idle
+# timeout so the balancer never reuses a socket gunicorn has just closed.
 keepalive = 5
 
 # Import Django in each worker after fork: no database or broker connection, thread

@@ -89,13 +89,26 @@ INSTALLED_APPS = [
     "groups",
 ]
 
+# The console's stack. The API (/v2/ and /healthz) runs the same list less
+# CONSOLE_ONLY_MIDDLEWARE: qstash_site/stacks.py says why and how.
 MIDDLEWARE = [
+    "qstash_site.stacks.ApiStackMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "broker.api.edge.ApiEdgeMiddleware",
     "broker.api.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# A token authenticates each API request: no cookie, session, CSRF token, page or
+# static file to serve there.
+CONSOLE_ONLY_MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -138,6 +151,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that makes no round trip (its module says why).
+    DATABASES["default"]["ENGINE"] = "qstash_site.db_backend"
+    # The publish statement is prepared on its second run in each connection
+    # (broker/services/message_insert.py). "off" for a pooler that cannot keep
+    # prepared statements (PgBouncer before 1.21 in transaction mode).
+    _prepare = os.environ.get("DATABASE_PREPARE_THRESHOLD", "1").strip().lower()
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        None if _prepare in ("off", "none") else int(_prepare)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from broker.api.lean import LeanAPIView, RawBodyAPIView
 from broker.destinations import PublishRequest, drafts_for, is_url
 from broker.errors import ApplicationError
 from broker.services.publish import Draft, Published, messages_publish, publish_limits
@@ -82,7 +82,7 @@ def answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
     return published[0].to_wire(), duplicate
 
 
-class PublishView(APIView):
+class PublishView(RawBodyAPIView):
     def post(self, request: Request, destination: str) -> Response:
         destination, config = split_destination(request, "/v2/publish/")
         if not destination:
@@ -123,7 +123,7 @@ def _batch_item(item: Any, index: int, caller_ip: str) -> PublishRequest:
     return PublishRequest(destination, headers, encoded, {}, caller_ip, queue=queue)
 
 
-class BatchView(APIView):
+class BatchView(LeanAPIView):
     """Many publishes in one request and one transaction: the fast path.
 
     A bad item answers its own ``{"error"}`` in place; the others are published.

@@ -2,12 +2,18 @@
 
 This is the publish hot path. On PostgreSQL it is one statement whatever the
 number of messages: payload ids are drawn from their sequence inside the
-statement, messages reference them by position, the log rows are written from
-the messages' RETURNING, and a NOTIFY names the messages due now, another the
-earliest later due time, so the clock wakes for it (wakeup.py).
-That is one round trip instead of five (BEGIN, three INSERTs, COMMIT), no ORM
-compilation and no broker call in the request. Elsewhere (the SQLite file of
+statement, messages reference them by position, and the log rows are written
+from the messages' RETURNING. That is one round trip instead of five (BEGIN,
+three INSERTs, COMMIT), no ORM compilation and no broker call in the request.
+Once it commits, a NOTIFY names the messages due now, another the earliest later
+due time, so the clock wakes for it (``wakeup.notify_on_commit`` says why that
+is a transaction of its own). Elsewhere (the SQLite file of
 ``make run``) the ORM inserts and a thread sends the hint.
+
+The statement runs on a server-side binding cursor, so psycopg prepares it once per
+connection (after ``prepare_threshold`` runs, set in the database OPTIONS): its
+text never changes, and planning it took as long as executing it (issue 10).
+Django's own cursors bind client-side, which never prepares.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connection, transaction
 
 from broker import wakeup
@@ -45,22 +52,12 @@ def _statement() -> str:
             FROM jsonb_to_recordset(%s::jsonb)
                 AS t({record}, payload_id bigint, payload_ord bigint)
             LEFT JOIN pin ON pin.ord = t.payload_ord
-            RETURNING id, message_id, payload_id, due_at
+            RETURNING id, message_id, payload_id
         ), l AS (
             INSERT INTO broker_logentry (message_id, state, time, error)
             SELECT id, %s, %s, '' FROM m
-        ), due AS (
-            SELECT count(*) AS n, string_agg(id::text, ',') AS ids FROM m WHERE due_at <= %s
-        ), later AS (
-            SELECT min(due_at) AS t FROM m WHERE due_at > %s
-        ), wake AS MATERIALIZED (
-            SELECT pg_notify(%s, CASE WHEN n <= %s THEN ids ELSE '*' || n END)
-            FROM due WHERE n > 0
-            UNION ALL
-            SELECT pg_notify(%s, '@' || extract(epoch FROM t)::text)
-            FROM later WHERE t IS NOT NULL
         )
-        SELECT id, message_id, payload_id FROM m CROSS JOIN (SELECT count(*) FROM wake) AS w
+        SELECT id, message_id, payload_id FROM m
     """  # noqa: S608
 
 
@@ -98,15 +95,18 @@ def messages_insert(messages: list[Message], *, now: datetime) -> None:
         json.dumps(rows),
         LogEntry.State.CREATED,
         now,
-        now,
-        now,
-        wakeup.CHANNEL,
-        wakeup.MAX_IDS_PER_NOTIFY,
-        wakeup.CHANNEL,
     ]
-    with connection.cursor() as cursor:
+    # What Django's cursor() does first (health check, connect), and its error
+    # wrapping: an outage must surface as django.db's OperationalError (outage.py).
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(_statement(), params)
         ids = {message_id: (pk, payload_id) for pk, message_id, payload_id in cursor.fetchall()}
     for message in messages:
         message.pk, message.payload.pk = ids[message.message_id]
         message.payload_id = message.payload.pk
+    later = [m.not_before for m in messages if m.not_before > now]
+    wakeup.notify_on_commit(
+        [m.pk for m in messages if m.not_before <= now], min(later) if later else None
+    )

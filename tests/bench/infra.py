@@ -106,9 +106,9 @@ class Env:
         )
         return env
 
-    def baseline_web(self) -> dict[str, str]:
+    def baseline_web(self, settings_module: str) -> dict[str, str]:
         env = self._base()
-        env.update(DJANGO_SETTINGS_MODULE="tests.bench.baseline_site", GUNICORN_LOG_LEVEL="warning")
+        env.update(DJANGO_SETTINGS_MODULE=settings_module, GUNICORN_LOG_LEVEL="warning")
         return env
 
     def baseline_worker(self) -> dict[str, str]:
@@ -238,6 +238,13 @@ def start_sink(env: Env, deadline: Deadline) -> tuple[Proc, SinkClient]:
     return proc, SinkClient(port)
 
 
+# The product and every baseline view get the same gunicorn: deploy/gunicorn.conf.py's
+# worker class and threads (BENCH_WORKER_CLASS=sync|gthread overrides both sides alike,
+# through the variable that file reads, so it picks the threads that go with it).
+WEB_WORKERS = 4
+WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "")
+
+
 def start_gunicorn(
     name: str, app: str, env: dict[str, str], work: Path, deadline: Deadline
 ) -> tuple[Proc, int]:
@@ -250,12 +257,12 @@ def start_gunicorn(
         "-c",
         str(ROOT / "deploy" / "gunicorn.conf.py"),
         "--workers",
-        "4",
-        "--worker-class",
-        "sync",
+        str(WEB_WORKERS),
         "--bind",
         f"127.0.0.1:{port}",
     ]
+    if WORKER_CLASS:
+        env = {**env, "GUNICORN_WORKER_CLASS": WORKER_CLASS}
     proc = procs.start(name, argv, env=env, logdir=work)
     procs.wait_port(port, proc, deadline)
     return proc, port
@@ -289,6 +296,30 @@ def start_worker(name: str, app: str, queue: str, env: dict[str, str], work: Pat
 
 def start_clock(env: dict[str, str], work: Path) -> Proc:
     return procs.start("clock", [sys.executable, "manage.py", "qstash_clock"], env=env, logdir=work)
+
+
+def post_each(
+    port: int, paths: list[str], headers: dict[str, str], body: bytes, gap: float
+) -> list[float]:
+    """POST to each path in turn over one kept-alive connection, as the SDKs do (httpx);
+    the answer times in ms. A server that closes after each answer costs a reconnect."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    times = []
+    try:
+        for path in paths:
+            t0 = time.perf_counter()
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            times.append((time.perf_counter() - t0) * 1000)
+            if resp.status != 200:
+                raise RuntimeError(f"POST {path} answered {resp.status}: {answer[:300]!r}")
+            if resp.will_close:
+                conn.close()
+            time.sleep(gap)
+    finally:
+        conn.close()
+    return times
 
 
 def post(port: int, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:

@@ -49,6 +49,9 @@ class Command(BaseCommand):
                 f"127.0.0.1:{port}",
                 "--workers",
                 "2",
+                # Threads with keep-alive, which the SDKs use (one developer, one client).
+                "--worker-class",
+                "gthread",
                 "--threads",
                 "4",
                 "--log-level",
