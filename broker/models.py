@@ -294,9 +294,10 @@ class Schedule(models.Model):
     """A cron schedule: publish options stored once, a message made at each trigger.
 
     ``next_fire_at`` is the next trigger not yet made into messages; the clock
-    makes triggers up to ``QSTASH_SCHEDULE_LOOKAHEAD_SECONDS`` ahead, as messages
-    due at their minute (``broker/services/schedules.py``). ``last_fire_at`` is
-    the latest trigger made, ``prior_fire_at`` the one before it.
+    makes it at ``fire_after``: ``QSTASH_SCHEDULE_LOOKAHEAD_SECONDS`` before its
+    minute, but never before the minute of the trigger made last, so at most one
+    trigger of a schedule is ever ahead (``broker/services/schedules.py``).
+    ``last_fire_at`` is the latest trigger made, ``prior_fire_at`` the one before.
     """
 
     schedule_id = models.CharField(max_length=200, unique=True)
@@ -310,6 +311,7 @@ class Schedule(models.Model):
     queue_name = models.CharField(max_length=200, blank=True, default="")
     caller_ip = models.CharField(max_length=64, blank=True, default="")
     next_fire_at = models.DateTimeField(null=True, blank=True)
+    fire_after = models.DateTimeField(null=True, blank=True)
     last_fire_at = models.DateTimeField(null=True, blank=True)
     prior_fire_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
@@ -318,11 +320,11 @@ class Schedule(models.Model):
 
     class Meta:
         indexes = [
-            # The clock's trigger claim: "NOT paused AND next_fire_at <= now + lookahead".
+            # The clock's trigger claim: "NOT paused AND fire_after <= now".
             models.Index(
-                fields=["next_fire_at"],
-                name="schedule_next_idx",
-                condition=models.Q(paused=False, next_fire_at__isnull=False),
+                fields=["fire_after"],
+                name="schedule_fire_idx",
+                condition=models.Q(paused=False, fire_after__isnull=False),
             ),
         ]
 

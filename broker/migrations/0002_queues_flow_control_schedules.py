@@ -71,6 +71,7 @@ class Migration(migrations.Migration):
                 ("queue_name", models.CharField(blank=True, default="", max_length=200)),
                 ("caller_ip", models.CharField(blank=True, default="", max_length=64)),
                 ("next_fire_at", models.DateTimeField(blank=True, null=True)),
+                ("fire_after", models.DateTimeField(blank=True, null=True)),
                 ("last_fire_at", models.DateTimeField(blank=True, null=True)),
                 ("prior_fire_at", models.DateTimeField(blank=True, null=True)),
                 ("error", models.TextField(blank=True, default="")),
@@ -206,9 +207,9 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="schedule",
             index=models.Index(
-                condition=models.Q(("next_fire_at__isnull", False), ("paused", False)),
-                fields=["next_fire_at"],
-                name="schedule_next_idx",
+                condition=models.Q(("fire_after__isnull", False), ("paused", False)),
+                fields=["fire_after"],
+                name="schedule_fire_idx",
             ),
         ),
     ]

@@ -98,8 +98,26 @@ def _withdraw(schedule: Schedule, now: datetime) -> None:
     Message.objects.filter(
         schedule_id=schedule.schedule_id, scheduled_for__gt=now, state=Message.State.CREATED
     ).delete()
-    schedule.next_fire_at = schedule.last_fire_at
+    _set_next(schedule, schedule.last_fire_at)
     schedule.last_fire_at, schedule.prior_fire_at = schedule.prior_fire_at, None
+
+
+def _lookahead() -> timedelta:
+    return timedelta(seconds=settings.QSTASH_SCHEDULE_LOOKAHEAD_SECONDS)
+
+
+def _set_next(
+    schedule: Schedule, following: datetime | None, *, made: datetime | None = None
+) -> None:
+    """Point the schedule at its next trigger, made a lookahead before its minute but not
+    before ``made`` (the minute of the trigger just made): one trigger ahead at most."""
+    schedule.next_fire_at = following
+    if following is None:
+        schedule.fire_after = None
+        return
+    schedule.fire_after = following - _lookahead()
+    if made is not None and made > schedule.fire_after:
+        schedule.fire_after = made
 
 
 @transaction.atomic
@@ -153,7 +171,7 @@ def schedule_upsert(*, request: ScheduleRequest, now: datetime) -> Schedule:
     schedule.delay_seconds = delay
     schedule.queue_name = queue
     schedule.caller_ip = request.caller_ip
-    schedule.next_fire_at = next_fire
+    _set_next(schedule, next_fire)
     schedule.last_fire_at = schedule.prior_fire_at = None
     schedule.error = ""
     schedule.updated_at = now
@@ -189,7 +207,7 @@ def schedule_resume(*, schedule_id: str, now: datetime) -> None:
     """Fire again from the next trigger after now (idempotent)."""
     schedule = _get_for_update(schedule_id)
     if schedule.next_fire_at is None or schedule.next_fire_at <= now:
-        schedule.next_fire_at = parse_cron(schedule.cron).next_after(now)
+        _set_next(schedule, parse_cron(schedule.cron).next_after(now))
     schedule.paused, schedule.updated_at = False, now
     schedule.save()
 
@@ -236,13 +254,12 @@ def schedule_drafts(schedule: Schedule, *, fire_at: datetime, due_at: datetime) 
 def schedules_fire(*, now: datetime) -> int:
     """Make the triggers due within the lookahead into messages (one chunk); return how
     many schedules fired. Call again while it returns ``FIRE_CHUNK``."""
-    horizon = now + timedelta(seconds=settings.QSTASH_SCHEDULE_LOOKAHEAD_SECONDS)
     with transaction.atomic():
         due = list(
             Schedule.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("payload")
-            .filter(paused=False, next_fire_at__lte=horizon)
-            .order_by("next_fire_at")[:FIRE_CHUNK]
+            .filter(paused=False, fire_after__lte=now)
+            .order_by("fire_after")[:FIRE_CHUNK]
         )
         if not due:
             return 0
@@ -266,29 +283,32 @@ def schedules_fire(*, now: datetime) -> int:
             if key not in next_times:
                 next_times[key] = parse_cron(schedule.cron).next_after(at)
             schedule.prior_fire_at, schedule.last_fire_at = schedule.last_fire_at, fire
-            schedule.next_fire_at = next_times[key]
+            _set_next(schedule, next_times[key], made=fire)
         if drafts:
             messages_publish(drafts=drafts, now=now)
         # Schedules of one minute move alike: one UPDATE per distinct outcome (bulk_update's
         # CASE per row cost more than the triggers themselves).
         moves: dict[tuple[object, ...], list[int]] = defaultdict(list)
         for s in due:
-            moves[(s.next_fire_at, s.last_fire_at, s.prior_fire_at, s.error)].append(s.pk)
-        for (following, last, prior, error), pks in moves.items():
+            moves[(s.next_fire_at, s.fire_after, s.last_fire_at, s.prior_fire_at, s.error)].append(
+                s.pk
+            )
+        for (following, after, last, prior, error), pks in moves.items():
             Schedule.objects.filter(pk__in=pks).update(
-                next_fire_at=following, last_fire_at=last, prior_fire_at=prior, error=error
+                next_fire_at=following,
+                fire_after=after,
+                last_fire_at=last,
+                prior_fire_at=prior,
+                error=error,
             )
     return len(due)
 
 
 def schedules_next_fire(*, now: datetime) -> datetime | None:
-    """When the next trigger enters the lookahead (for the trigger thread's sleep)."""
-    first = (
-        Schedule.objects.filter(paused=False, next_fire_at__isnull=False)
-        .order_by("next_fire_at")
-        .values_list("next_fire_at", flat=True)
+    """When the next trigger is to be made (for the trigger thread's sleep)."""
+    return (
+        Schedule.objects.filter(paused=False, fire_after__isnull=False)
+        .order_by("fire_after")
+        .values_list("fire_after", flat=True)
         .first()
     )
-    if first is None:
-        return None
-    return first - timedelta(seconds=settings.QSTASH_SCHEDULE_LOOKAHEAD_SECONDS)

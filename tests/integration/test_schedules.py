@@ -96,7 +96,8 @@ def test_every_minute_fires_once_at_the_minute_signed_into_a_queue_and_not_when_
     assert info.next_schedule_time == int((last + timedelta(minutes=1)).timestamp() * 1000)
     last_ids = {m.message_id for m in materialized(plain) if m.scheduled_for == last}
     assert set(info.last_schedule_states) == last_ids and len(last_ids) == 1
-    assert info.last_schedule_states[made[0].message_id].value == "SUCCESS" or last != minute
+    if last == minute:
+        assert info.last_schedule_states[made[0].message_id].value == "SUCCESS"
     logs = api(live, "GET", f"/v2/events?scheduleId={plain}").json()["events"]
     assert {e["messageId"] for e in logs} >= {made[0].message_id}
     assert all(e["scheduleId"] == plain for e in logs)
