@@ -1,4 +1,6 @@
-"""The console, first cut: messages with their state, destination and log, read-only."""
+"""The console's model pages. Every action calls the service the API calls, and each
+is gated by a permission the "operator" group holds and "viewer" does not
+(broker/console/roles.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +8,25 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from broker.console.lists import (
+    EstimatedCountPaginator,
+    LabelFilter,
+    moment_filter,
+    text_filter,
+)
 from broker.cron import describe, parse_cron
 from broker.errors import ApplicationError
 from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue, Schedule
 from broker.schedule_selectors import schedule_get, schedule_triggers
+from broker.services.cancel import messages_cancel
 from broker.services.dlq import dlq_delete, dlq_retry
 from broker.services.flow_control import (
     flow_key_pause,
@@ -26,7 +36,7 @@ from broker.services.flow_control import (
 )
 from broker.services.queues import queue_pause, queue_resume
 from broker.services.schedules import schedule_delete, schedule_pause, schedule_resume
-from broker.wire import visible_header
+from broker.wire import body_fields, visible_header
 
 
 class ReadOnlyMixin:
@@ -40,23 +50,51 @@ class ReadOnlyMixin:
         return False
 
 
-class LogEntryInline(ReadOnlyMixin, admin.TabularInline):
-    model = LogEntry
-    fields = ("time", "state", "response_status", "error", "next_delivery_time")
-    readonly_fields = fields
-    ordering = ("pk",)
-    extra = 0
-    can_delete = False
+def _allowed(codename: str) -> Any:
+    """A ``has_<name>_permission`` method for ``@admin.action(permissions=[name])``.
+
+    The admin drops an action the user lacks from the page and refuses it when
+    posted anyway, so a viewer neither sees nor can forge it.
+    """
+
+    def check(self: admin.ModelAdmin[Any], request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(f"broker.{codename}"))
+
+    return check
+
+
+def _body_shown(body: bytes, redacted_field: bool) -> str:
+    """Text when it is UTF-8, else hex; the redaction when the field is redacted."""
+    fields = body_fields(body, redact=redacted_field, text_key="text", base64_key="b64")
+    if "text" in fields:
+        return fields["text"]
+    return f"(hex) {body[:4096].hex(' ')}{' ...' if len(body) > 4096 else ''}"
+
+
+MESSAGE_FILTERS: list[Any] = [
+    "state",
+    text_filter("destination or host", "destination", "url__icontains"),
+    text_filter("URL group", "url_group", "topic_name"),
+    text_filter("queue", "queue", "queue_name"),
+    text_filter("schedule", "schedule", "schedule_id"),
+    LabelFilter,
+    text_filter("flow-control key", "flow_key", "flow_control_key"),
+    moment_filter("created from", "created_from", "created_at__gte", end_of_day=False),
+    moment_filter("created until", "created_until", "created_at__lte", end_of_day=True),
+]
 
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("message_id", "state", "method", "url", "retried", "created_at", "due_at")
-    list_filter = ("state", "method", "topic_name", "queue_name")
-    search_fields = ("message_id", "url", "labels")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at",)
-    inlines = [LogEntryInline]
+    list_filter = MESSAGE_FILTERS
+    # Exact match through the unique index: a substring search would read every row.
+    search_fields = ("=message_id",)
+    search_help_text = "Message id (exact)"
+    ordering = ("-pk",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ["cancel", "retry"]
     fields = (
         "message_id",
         "state",
@@ -64,6 +102,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "method",
         "shown_header",
         "shown_body",
+        "timeline",
+        "callbacks_shown",
         "retried",
         "max_retries",
         "retry_delay_expression",
@@ -75,11 +115,18 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "callback",
         "failure_callback",
         "labels",
+        "topic_name",
+        "queue_name",
+        "schedule_id",
+        "flow_control_key",
         "caller_ip",
         "last_response_status",
         "last_error",
     )
     readonly_fields = fields
+
+    has_cancel_permission = _allowed("cancel_message")
+    has_retry_permission = _allowed("retry_message")
 
     @admin.display(description="headers")
     def shown_header(self, obj: Message) -> dict[str, list[str]]:
@@ -87,21 +134,78 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="body")
     def shown_body(self, obj: Message) -> str:
-        from broker.wire import body_fields
+        return _body_shown(obj.body, "body" in obj.redact_fields)
 
-        fields = body_fields(
-            obj.body, redact="body" in obj.redact_fields, text_key="text", base64_key="b64"
+    @admin.display(description="attempts")
+    def timeline(self, obj: Message) -> str:
+        rows = []
+        for entry in obj.logs.order_by("pk"):
+            rows.append(
+                {
+                    "entry": entry,
+                    "headers": entry.response_header or {},
+                    "body": _body_shown(bytes(entry.response_body), False)[:500]
+                    if entry.response_body
+                    else "",
+                }
+            )
+        return render_to_string("admin/console/timeline.html", {"rows": rows})
+
+    @admin.display(description="callbacks")
+    def callbacks_shown(self, obj: Message) -> str:
+        made = list(obj.callbacks.order_by("pk").only("pk", "message_id", "state", "url"))
+        return render_to_string("admin/console/callbacks.html", {"callbacks": made})
+
+    @admin.action(description="Cancel: deliver nothing more", permissions=["cancel"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        # The API's cancel: pending ones only; the rest are left as they are.
+        pks = list(queryset.values_list("pk", flat=True))
+        done = messages_cancel(where=Q(pk__in=pks), now=timezone.now())
+        self.message_user(request, f"Cancelled {done} of {len(pks)} message(s).")
+
+    @admin.action(description="Retry (failed messages in the DLQ)", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        # A failed message is retried through its DLQ entry, as POST /v2/dlq/retry does.
+        entries = list(
+            DlqEntry.objects.filter(message__in=queryset).select_related(
+                "message", "message__payload"
+            )
         )
-        return fields.get("text") or f"(base64) {fields.get('b64', '')}"
+        if not entries:
+            self.message_user(
+                request, "None of these messages is a failed one in the DLQ.", messages.WARNING
+            )
+            return
+        _retry_entries(self, request, entries)
+
+
+def _retry_entries(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, entries: list[DlqEntry]
+) -> None:
+    try:
+        published = dlq_retry(entries=entries, overrides={}, now=timezone.now())
+    except ApplicationError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return
+    ids = ", ".join(p.message_id for p in published)
+    model_admin.message_user(request, f"Published {len(published)} message(s): {ids}")
 
 
 @admin.register(LogEntry)
 class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("time", "message", "state", "response_status", "error")
-    list_filter = ("state",)
+    list_filter = (
+        "state",
+        text_filter("message id", "message_id", "message__message_id"),
+        moment_filter("from", "from", "time__gte", end_of_day=False),
+        moment_filter("until", "until", "time__lte", end_of_day=True),
+    )
     list_select_related = ("message",)
-    search_fields = ("message__message_id",)
+    search_fields = ("=message__message_id",)
+    search_help_text = "Message id (exact)"
     ordering = ("-pk",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
 
 
 @admin.register(DlqEntry)
@@ -110,7 +214,7 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     list_display = ("dlq_id", "message", "url", "response_status", "created_at")
     list_select_related = ("message",)
-    search_fields = ("dlq_id", "message__message_id", "message__url")
+    search_fields = ("=dlq_id", "=message__message_id", "message__url")
     ordering = ("-pk",)
     actions = ["retry", "remove"]
     fields = ("dlq_id", "message", "created_at", "url", "response_status", "error")
@@ -128,18 +232,14 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def error(self, obj: DlqEntry) -> str:
         return obj.message.last_error
 
-    @admin.action(description="Retry: publish again and remove from the DLQ")
-    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
-        entries = list(queryset.select_related("message", "message__payload"))
-        try:
-            published = dlq_retry(entries=entries, overrides={}, now=timezone.now())
-        except ApplicationError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        ids = ", ".join(p.message_id for p in published)
-        self.message_user(request, f"Published {len(published)} message(s): {ids}")
+    has_retry_permission = _allowed("retry_dlqentry")
+    has_remove_permission = _allowed("delete_dlqentry")
 
-    @admin.action(description="Delete from the DLQ")
+    @admin.action(description="Retry: publish again and remove from the DLQ", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+        _retry_entries(self, request, list(queryset.select_related("message", "message__payload")))
+
+    @admin.action(description="Delete from the DLQ", permissions=["remove"])
     def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
         deleted = dlq_delete(dlq_ids=list(queryset.values_list("dlq_id", flat=True)))
         self.message_user(request, f"Deleted {deleted} DLQ entr{'y' if deleted == 1 else 'ies'}.")
@@ -173,13 +273,15 @@ class QueueAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def lag(self, obj: Queue) -> int:
         return getattr(obj, "_lag", None) or 0
 
-    @admin.action(description="Pause: deliver nothing more until resumed")
+    has_pause_permission = _allowed("pause_queue")
+
+    @admin.action(description="Pause: deliver nothing more until resumed", permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queue_pause(name=name, now=timezone.now())
         self.message_user(request, f"Paused {queryset.count()} queue(s).")
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queue_resume(name=name, now=timezone.now())
@@ -242,19 +344,21 @@ class FlowControlKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
             act(key=key, now=timezone.now())
         self.message_user(request, f"Done for {len(keys)} key(s).")
 
-    @admin.action(description="Pause")
+    has_manage_permission = _allowed("manage_flowcontrolkey")
+
+    @admin.action(description="Pause", permissions=["manage"])
     def pause(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_pause)
 
-    @admin.action(description="Resume")
+    @admin.action(permissions=["manage"], description="Resume")
     def resume(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_resume)
 
-    @admin.action(description="Reset the rate count")
+    @admin.action(permissions=["manage"], description="Reset the rate count")
     def reset_rate(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_reset_rate)
 
-    @admin.action(description="Unpin parallelism and rate")
+    @admin.action(permissions=["manage"], description="Unpin parallelism and rate")
     def unpin(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(
             request,
@@ -325,14 +429,17 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
             act(schedule_id=schedule_id, now=timezone.now())
         self.message_user(request, f"Done for {len(ids)} schedule(s).")
 
-    @admin.action(description="Pause: skip triggers until resumed")
+    has_pause_permission = _allowed("pause_schedule")
+    has_remove_permission = _allowed("delete_schedule")
+
+    @admin.action(description="Pause: skip triggers until resumed", permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_pause)
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_resume)
 
-    @admin.action(description="Delete the schedule")
+    @admin.action(description="Delete the schedule", permissions=["remove"])
     def remove(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_delete)
