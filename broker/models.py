@@ -321,6 +321,8 @@ class LogEntry(models.Model):
     response_body = models.BinaryField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "log entry"
+        verbose_name_plural = "log entries"
         indexes = [
             # /v2/events pages by id; the time filter and the prune use this one.
             models.Index(fields=["time"], name="log_time_idx"),

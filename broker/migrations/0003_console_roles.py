@@ -49,6 +49,10 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.AlterModelOptions(
+            name="logentry",
+            options={"verbose_name": "log entry", "verbose_name_plural": "log entries"},
+        ),
+        migrations.AlterModelOptions(
             name="message",
             options={
                 "permissions": [
