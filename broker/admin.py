@@ -8,9 +8,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -61,6 +63,36 @@ def _allowed(codename: str) -> Any:
         return bool(request.user.has_perm(f"broker.{codename}"))
 
     return check
+
+
+def _confirmed(request: HttpRequest) -> bool:
+    return request.POST.get("confirm") == "yes"
+
+
+def _confirmation(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    explanation: str,
+    button: str,
+) -> TemplateResponse:
+    """An intermediate page, like the admin's own delete confirmation, that posts back."""
+    shown = list(queryset[:50])
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "explanation": explanation,
+        "button": button,
+        "objects": shown,
+        "more": max(0, queryset.count() - len(shown)) if len(shown) == 50 else 0,
+        "action": request.POST.get("action", ""),
+        "select_across": request.POST.get("select_across", "0"),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "opts": model_admin.model._meta,
+    }
+    return TemplateResponse(request, "admin/console/confirm_action.html", context)
 
 
 def _body_shown(body: bytes, redacted_field: bool) -> str:
@@ -236,13 +268,40 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     has_remove_permission = _allowed("delete_dlqentry")
 
     @admin.action(description="Retry: publish again and remove from the DLQ", permissions=["retry"])
-    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> TemplateResponse | None:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Retry these DLQ entries?",
+                explanation=(
+                    "Each entry's message is published again as a new message, with the same "
+                    "body and settings, and the entry leaves the dead-letter queue. The "
+                    "destination will receive it again."
+                ),
+                button="Yes, retry them",
+            )
         _retry_entries(self, request, list(queryset.select_related("message", "message__payload")))
+        return None
 
     @admin.action(description="Delete from the DLQ", permissions=["remove"])
-    def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+    def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> TemplateResponse | None:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Delete these DLQ entries?",
+                explanation=(
+                    "The entries leave the dead-letter queue for good and cannot be retried "
+                    "any more. Their messages and logs stay until pruned."
+                ),
+                button="Yes, delete them",
+            )
         deleted = dlq_delete(dlq_ids=list(queryset.values_list("dlq_id", flat=True)))
         self.message_user(request, f"Deleted {deleted} DLQ entr{'y' if deleted == 1 else 'ies'}.")
+        return None
 
 
 @admin.register(Queue)

@@ -108,13 +108,17 @@ def shoot(browser: Any, name: str) -> None:
     browser.set_window_size(1400, 1000)
 
 
-def run_action(browser: Any, pk: int, action: str) -> str:
+def run_action(browser: Any, pk: int, action: str, confirm: bool = False) -> str:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     browser.find_element(By.CSS_SELECTOR, f"input.action-select[value='{pk}']").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value(action)
     browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
+    if confirm:
+        wait_until(lambda: browser.find_elements(By.ID, "confirm-action"), what="confirmation")
+        shoot(browser, f"confirm-{action}")
+        browser.find_element(By.ID, "confirm-action").click()
     shown = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "ul.messagelist li"))
     return " ".join(li.text for li in shown)
 
@@ -161,7 +165,7 @@ def test_a_viewer_sees_every_page_styled_and_cannot_act(
         const token = document.querySelector('[name=csrfmiddlewaretoken]')?.value
             || document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).slice(10);
         const body = new URLSearchParams({action: 'retry', _selected_action: arguments[0],
-                                          csrfmiddlewaretoken: token});
+                                          confirm: 'yes', csrfmiddlewaretoken: token});
         const res = await fetch('/admin/broker/dlqentry/', {method: 'POST', body});
         return res.status;
         """,
@@ -190,7 +194,7 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
 
     browser.get(f"{live}/admin/broker/dlqentry/")
     shoot(browser, "dlq")
-    shown = run_action(browser, entry.pk, "retry")
+    shown = run_action(browser, entry.pk, "retry", confirm=True)
     assert "Published 1 message(s)" in shown, shown
     assert not DlqEntry.objects.filter(pk=entry.pk).exists()
     retried = Message.objects.exclude(pk=entry.message_id).get(url=receiver.url("/operator-dlq"))

@@ -60,7 +60,11 @@ def login(role: str) -> Client:
 
 
 def act(client: Client, model: str, action: str, pk: int) -> Any:
-    return client.post(f"/admin/broker/{model}/", {"action": action, "_selected_action": [str(pk)]})
+    return client.post(
+        f"/admin/broker/{model}/",
+        # "confirm" answers the DLQ actions' confirmation page; the others ignore it.
+        {"action": action, "_selected_action": [str(pk)], "confirm": "yes"},
+    )
 
 
 def test_the_migration_ships_both_groups() -> None:
@@ -304,3 +308,16 @@ def test_dashboard_shows_what_is_failing_waiting_and_paused() -> None:
     assert "deliveries: 1" in text and "failures: 1" in text
     assert "p50" in text and "Messages now" in text
     assert "/static/admin/css/base.css" in text
+
+
+def test_dlq_actions_ask_for_confirmation_first() -> None:
+    entry = make_failed()
+    client = login(OPERATOR)
+    for action, words in (("retry", "published again"), ("remove", "for good")):
+        page = client.post(
+            "/admin/broker/dlqentry/", {"action": action, "_selected_action": [str(entry.pk)]}
+        )
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert words in text and entry.dlq_id in text and 'name="confirm"' in text
+        assert DlqEntry.objects.filter(pk=entry.pk).exists()
