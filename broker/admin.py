@@ -244,8 +244,18 @@ class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The dead-letter queue; retry and delete call the same services as the API."""
 
-    list_display = ("dlq_id", "message", "url", "response_status", "created_at")
+    list_display = ("dlq_id", "message", "url", "response_status", "error", "created_at")
+    list_filter = (
+        text_filter("destination or host", "destination", "message__url__icontains"),
+        text_filter("URL group", "url_group", "message__topic_name"),
+        text_filter("queue", "queue", "message__queue_name"),
+        text_filter("response status", "status", "message__last_response_status"),
+        moment_filter("failed from", "failed_from", "created_at__gte", end_of_day=False),
+        moment_filter("failed until", "failed_until", "created_at__lte", end_of_day=True),
+    )
     list_select_related = ("message",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     search_fields = ("=dlq_id", "=message__message_id", "message__url")
     ordering = ("-pk",)
     actions = ["retry", "remove"]

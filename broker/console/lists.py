@@ -6,6 +6,7 @@ from datetime import datetime, time
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import Model, QuerySet
@@ -69,12 +70,12 @@ class TextFilter(admin.SimpleListFilter):
         if not value:
             return queryset
         try:
-            converted = self.value_for_lookup(value)
-        except ValueError as exc:
+            return queryset.filter(**{self.lookup: self.value_for_lookup(value)})
+        except (ValueError, ValidationError) as exc:
             # Bad input is a message on the page, not an error page: the filter is ignored.
-            messages.warning(request, f"{self.title}: {exc}")
+            shown = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            messages.warning(request, f"{self.title}: {shown}")
             return queryset
-        return queryset.filter(**{self.lookup: converted})
 
     def choices(self, changelist: Any) -> Any:
         keep = QueryDict(changelist.get_query_string(remove=[self.parameter_name, "p"])[1:])

@@ -321,3 +321,16 @@ def test_dlq_actions_ask_for_confirmation_first() -> None:
         text = page.content.decode()
         assert words in text and entry.dlq_id in text and 'name="confirm"' in text
         assert DlqEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_dlq_filters_and_a_bad_status_is_a_message() -> None:
+    broken = make_failed(url="http://127.0.0.1:9/broken")
+    fine = make_failed(url="http://127.0.0.1:9/fine")
+    Message.objects.filter(pk=broken.message_id).update(last_response_status=502)
+    client = login(VIEWER)
+    text = client.get("/admin/broker/dlqentry/", {"destination": "broken"}).content.decode()
+    assert broken.dlq_id in text and fine.dlq_id not in text
+    text = client.get("/admin/broker/dlqentry/", {"status": "502"}).content.decode()
+    assert broken.dlq_id in text and fine.dlq_id not in text
+    bad = client.get("/admin/broker/dlqentry/", {"status": "five hundred"})
+    assert bad.status_code == 200 and "expected a number" in bad.content.decode()
