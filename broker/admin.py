@@ -26,9 +26,18 @@ from broker.console.lists import (
 )
 from broker.cron import describe, parse_cron
 from broker.errors import ApplicationError
-from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue, Schedule
+from broker.models import (
+    Credentials,
+    DlqEntry,
+    FlowControlKey,
+    LogEntry,
+    Message,
+    Queue,
+    Schedule,
+)
 from broker.schedule_selectors import schedule_get, schedule_triggers
 from broker.services.cancel import messages_cancel
+from broker.services.credentials import signing_keys_rotate
 from broker.services.dlq import dlq_delete, dlq_retry
 from broker.services.flow_control import (
     flow_key_pause,
@@ -512,3 +521,59 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.action(description="Delete the schedule", permissions=["remove"])
     def remove(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_delete)
+
+
+def _masked(secret: str) -> str:
+    return f"{secret[:8]}…{secret[-4:]}" if len(secret) > 16 else "…"
+
+
+@admin.register(Credentials)
+class SigningKeysAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The stored token and signing keys, masked; rotation calls the API's service."""
+
+    list_display = ("__str__", "current_key", "next_key", "token_shown", "updated_at")
+    fields = ("current_key", "next_key", "token_shown", "updated_at")
+    readonly_fields = fields
+    actions = ["rotate"]
+    has_rotate_permission = _allowed("rotate_credentials")
+
+    @admin.display(description="current signing key")
+    def current_key(self, obj: Credentials) -> str:
+        return _masked(obj.current_signing_key)
+
+    @admin.display(description="next signing key")
+    def next_key(self, obj: Credentials) -> str:
+        return _masked(obj.next_signing_key)
+
+    @admin.display(description="API token")
+    def token_shown(self, obj: Credentials) -> str:
+        return _masked(obj.token)
+
+    @admin.action(description="Rotate the signing keys", permissions=["rotate"])
+    def rotate(self, request: HttpRequest, queryset: QuerySet[Credentials]) -> Any:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Rotate the signing keys?",
+                explanation=(
+                    "The next key becomes the current key and a new next key is made. "
+                    "Messages are signed with the current key from now on. Receivers that "
+                    "verify with both keys (the SDKs' Receiver) keep accepting them once "
+                    "they have the new pair; a receiver still holding only the old current "
+                    "key rejects every message until it is given the new keys. "
+                    "POST /v2/keys/rotate does the same."
+                ),
+                button="Yes, rotate",
+            )
+        try:
+            keys = signing_keys_rotate()
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return None
+        self.message_user(
+            request,
+            f"Rotated: current key {_masked(keys.current)}, next key {_masked(keys.next)}.",
+        )
+        return None

@@ -19,7 +19,16 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from broker.console.roles import OPERATOR, VIEWER, roles_ensure
-from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Payload, Queue, Schedule
+from broker.models import (
+    Credentials,
+    DlqEntry,
+    FlowControlKey,
+    LogEntry,
+    Message,
+    Payload,
+    Queue,
+    Schedule,
+)
 from groups.models import Endpoint, UrlGroup
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +97,7 @@ def test_a_viewer_reads_every_page_but_sees_no_action() -> None:
         "/admin/broker/queue/",
         "/admin/broker/flowcontrolkey/",
         "/admin/broker/schedule/",
+        "/admin/broker/credentials/",
         "/admin/groups/urlgroup/",
     ):
         res = client.get(page)
@@ -334,3 +344,29 @@ def test_dlq_filters_and_a_bad_status_is_a_message() -> None:
     assert broken.dlq_id in text and fine.dlq_id not in text
     bad = client.get("/admin/broker/dlqentry/", {"status": "five hundred"})
     assert bad.status_code == 200 and "expected a number" in bad.content.decode()
+
+
+def test_signing_keys_are_masked_and_only_an_operator_rotates_them_after_confirming(
+    settings: Any,
+) -> None:
+    from broker.services.credentials import credentials_forget, credentials_get
+
+    settings.QSTASH_CURRENT_SIGNING_KEY = settings.QSTASH_NEXT_SIGNING_KEY = ""
+    credentials_forget()
+    before = credentials_get()
+    row = Credentials.objects.get()
+    viewer, operator = login(VIEWER), login(OPERATOR)
+    page = viewer.get("/admin/broker/credentials/").content.decode()
+    assert before.current[:8] in page and before.current not in page
+    assert before.token not in page
+
+    act(viewer, "credentials", "rotate", row.pk)
+    assert Credentials.objects.get().current_signing_key == before.current
+    asked = operator.post(
+        "/admin/broker/credentials/", {"action": "rotate", "_selected_action": [str(row.pk)]}
+    )
+    assert "becomes the current key" in asked.content.decode()
+    assert Credentials.objects.get().current_signing_key == before.current
+    act(operator, "credentials", "rotate", row.pk)
+    assert Credentials.objects.get().current_signing_key == before.next
+    credentials_forget()
