@@ -20,6 +20,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from broker.console.lists import (
     EstimatedCountPaginator,
+    ExactIdSearch,
     LabelFilter,
     moment_filter,
     text_filter,
@@ -126,11 +127,12 @@ MESSAGE_FILTERS: list[Any] = [
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MessageAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("message_id", "state", "method", "url", "retried", "created_at", "due_at")
     list_filter = MESSAGE_FILTERS
     # Exact match through the unique index: a substring search would read every row.
-    search_fields = ("=message_id",)
+    search_fields = ("message_id",)  # shows the box; ExactIdSearch does the search
+    id_lookups = ("message_id",)
     search_help_text = "Message id (exact)"
     ordering = ("-pk",)
     paginator = EstimatedCountPaginator
@@ -233,7 +235,7 @@ def _retry_entries(
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class LogEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("time", "message", "state", "response_status", "error")
     list_filter = (
         "state",
@@ -242,7 +244,8 @@ class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
         moment_filter("until", "until", "time__lte", end_of_day=True),
     )
     list_select_related = ("message",)
-    search_fields = ("=message__message_id",)
+    search_fields = ("message__message_id",)
+    id_lookups = ("message__message_id",)
     search_help_text = "Message id (exact)"
     ordering = ("-pk",)
     paginator = EstimatedCountPaginator
@@ -250,7 +253,7 @@ class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(DlqEntry)
-class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class DlqEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     """The dead-letter queue; retry and delete call the same services as the API."""
 
     list_display = ("dlq_id", "message", "url", "response_status", "error", "created_at")
@@ -265,7 +268,9 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ("message",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    search_fields = ("=dlq_id", "=message__message_id", "message__url")
+    search_fields = ("dlq_id",)
+    id_lookups = ("dlq_id", "message__message_id")
+    search_help_text = "DLQ id or message id (exact)"
     ordering = ("-pk",)
     actions = ["retry", "remove"]
     fields = ("dlq_id", "message", "created_at", "url", "response_status", "error")

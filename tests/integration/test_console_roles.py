@@ -370,3 +370,16 @@ def test_signing_keys_are_masked_and_only_an_operator_rotates_them_after_confirm
     act(operator, "credentials", "rotate", row.pk)
     assert Credentials.objects.get().current_signing_key == before.next
     credentials_forget()
+
+
+@pytest.mark.parametrize("path", ["/admin/broker/message/", "/admin/broker/logentry/"])
+def test_search_by_id_is_exact_and_indexed_not_a_scan(path: str) -> None:
+    # "=field" in search_fields compares UPPER(...) = UPPER(...), which no index serves.
+    message = make_message()
+    LogEntry.objects.create(message=message, state=LogEntry.State.CREATED, time=timezone.now())
+    client = login(VIEWER)
+    with CaptureQueriesContext(connection) as captured:
+        text = client.get(path, {"q": message.message_id}).content.decode()
+    assert message.message_id in text
+    searched = [q["sql"] for q in captured if message.message_id in q["sql"]]
+    assert searched and not any("UPPER(" in sql or "LIKE" in sql for sql in searched), searched
