@@ -116,6 +116,7 @@ class Message(models.Model):
         permissions = [
             ("cancel_message", "Can cancel pending messages"),
             ("retry_message", "Can retry failed messages"),
+            ("publish_message", "Can publish test messages from the console"),
         ]
         indexes = [
             # The claim: "state IN (pending) AND waiting_for = '' AND due_at <= now()

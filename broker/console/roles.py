@@ -18,6 +18,7 @@ APPS = ("broker", "groups")
 OPERATOR_PERMISSIONS = [
     ("broker", "cancel_message"),
     ("broker", "retry_message"),
+    ("broker", "publish_message"),
     ("broker", "retry_dlqentry"),
     ("broker", "delete_dlqentry"),
     ("broker", "pause_queue"),

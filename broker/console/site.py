@@ -18,8 +18,26 @@ class ConsoleSite(admin.AdminSite):
     index_title = "Dashboard"
     index_template = "admin/console/index.html"
 
+    def get_urls(self) -> list[Any]:
+        from django.urls import path
+
+        from broker.console.publish import publish_view
+
+        return [
+            path(
+                "publish/",
+                self.admin_view(lambda request: publish_view(self, request)),
+                name="console_publish",
+            ),
+            *super().get_urls(),
+        ]
+
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> TemplateResponse:
-        context = {"dashboard": dashboard_data(timezone.now()), **(extra_context or {})}
+        context = {
+            "dashboard": dashboard_data(timezone.now()),
+            "can_publish": request.user.has_perm("broker.publish_message"),
+            **(extra_context or {}),
+        }
         return super().index(request, context)

@@ -58,6 +58,7 @@ class Migration(migrations.Migration):
                 "permissions": [
                     ("cancel_message", "Can cancel pending messages"),
                     ("retry_message", "Can retry failed messages"),
+                    ("publish_message", "Can publish test messages from the console"),
                 ]
             },
         ),

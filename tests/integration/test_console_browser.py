@@ -4,7 +4,8 @@ Against the live server with the real worker and clock: a viewer and an operator
 log in; every main page renders styled; the viewer has no action controls and a
 POST it forges from the page is refused; the operator retries a DLQ entry (it
 reaches the loopback destination) and pauses a queue (nothing is delivered until
-resumed). Screenshots of the main pages go to docs/screenshots/ (the README's).
+resumed) and publishes a test message from the form (it reaches the destination).
+Screenshots of the main pages go to docs/screenshots/ (the README's).
 """
 
 from __future__ import annotations
@@ -217,6 +218,20 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
     browser.get(f"{live}/admin/broker/queue/")
     assert "Resumed 1 queue(s)" in run_action(browser, queue.pk, "resume")
     receiver.wait_for(1, "/held")
+
+    browser.get(f"{live}/admin/")
+    browser.find_element(By.ID, "publish-link").click()
+    assert_styled(browser, "publish form")
+    browser.find_element(By.ID, "id_destination").send_keys(receiver.url("/from-console"))
+    browser.find_element(By.ID, "id_headers").send_keys("Upstash-Forward-X-Trace: browser")
+    browser.find_element(By.ID, "id_body").send_keys("published in the browser")
+    shoot(browser, "publish")
+    browser.find_element(By.ID, "publish-submit").click()
+    wait_until(lambda: "Published 1 message(s)" in browser.page_source, what="published")
+    made = receiver.wait_for(1, "/from-console")[0]
+    assert made.body == b"published in the browser" and made.headers["X-Trace"] == "browser"
+    pk = Message.objects.get(message_id=made.headers["Upstash-Message-Id"]).pk
+    assert browser.current_url.endswith(f"/admin/broker/message/{pk}/change/")  # it links there
 
     browser.get(f"{live}/admin/")
     assert_styled(browser, "dashboard")

@@ -383,3 +383,42 @@ def test_search_by_id_is_exact_and_indexed_not_a_scan(path: str) -> None:
     assert message.message_id in text
     searched = [q["sql"] for q in captured if message.message_id in q["sql"]]
     assert searched and not any("UPPER(" in sql or "LIKE" in sql for sql in searched), searched
+
+
+def test_publish_form_is_for_operators_and_publishes_like_the_api() -> None:
+    viewer, operator = login(VIEWER), login(OPERATOR)
+    form = {
+        "destination": "http://127.0.0.1:9/from-form",
+        "method": "PUT",
+        "headers": "Content-Type: text/plain\nUpstash-Forward-X-Trace: abc",
+        "body": "hello from the console",
+        "delay": "1h",
+        "retries": "2",
+    }
+    assert viewer.get("/admin/publish/").status_code == 403
+    assert viewer.post("/admin/publish/", form).status_code == 403
+    assert not Message.objects.exists()
+    assert 'id="publish-link"' not in viewer.get("/admin/").content.decode()
+    assert 'id="publish-link"' in operator.get("/admin/").content.decode()
+
+    done = operator.post("/admin/publish/", form)
+    made = Message.objects.get()
+    assert done.status_code == 302 and done["Location"].endswith(f"/{made.pk}/change/")
+    assert (made.url, made.method, made.max_retries, made.body) == (
+        "http://127.0.0.1:9/from-form",
+        "PUT",
+        2,
+        b"hello from the console",
+    )
+    assert made.header.get("X-Trace") == ["abc"]
+    assert made.not_before > timezone.now() + timedelta(minutes=59)
+
+    for bad, words in (
+        ({**form, "delay": "soon"}, "delay"),
+        ({**form, "destination": "ftp://x"}, "destination"),
+        ({**form, "headers": "no colon here"}, "Name: value"),
+        ({**form, "retries": "-1"}, "greater than or equal"),
+    ):
+        page = operator.post("/admin/publish/", bad)
+        assert page.status_code == 200 and words in page.content.decode(), bad
+    assert Message.objects.count() == 1
