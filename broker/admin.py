@@ -563,11 +563,13 @@ class SigningKeysAdmin(ReadOnlyMixin, admin.ModelAdmin):
                 queryset,
                 title="Rotate the signing keys?",
                 explanation=(
-                    "The next key becomes the current key and a new next key is made. "
-                    "Messages are signed with the current key from now on. Receivers that "
-                    "verify with both keys (the SDKs' Receiver) keep accepting them once "
-                    "they have the new pair; a receiver still holding only the old current "
-                    "key rejects every message until it is given the new keys. "
+                    "The next key becomes the current key and a new next key is made; "
+                    "messages are signed with the new current key from now on. Receivers "
+                    "that verify with both keys (the SDKs' Receiver) and still hold the old "
+                    "pair keep accepting them, since the new current key was their next key. "
+                    "Give them the new pair before the next rotation: after two rotations the "
+                    "old pair matches nothing. A receiver checking only the old current key "
+                    "rejects messages from now on. "
                     "POST /v2/keys/rotate does the same."
                 ),
                 button="Yes, rotate",

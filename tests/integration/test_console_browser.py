@@ -238,3 +238,23 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
     assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart polyline.series")
     assert "/operator-dlq" in browser.find_element(By.ID, "dash-failing").text
     shoot(browser, "dashboard")
+
+
+def test_an_operator_rotates_the_signing_keys_after_reading_what_it_does(
+    browser: Any, live: str, settings: Any
+) -> None:
+    from broker.models import Credentials
+    from broker.services.credentials import credentials_forget, credentials_get
+
+    # Stored keys (the environment's cannot be rotated from here, as from the API).
+    settings.QSTASH_CURRENT_SIGNING_KEY = settings.QSTASH_NEXT_SIGNING_KEY = ""
+    credentials_forget()
+    before = credentials_get()
+    log_in(browser, live, user(OPERATOR))
+    browser.get(f"{live}/admin/broker/credentials/")
+    assert_styled(browser, "signing keys")
+    assert before.current not in browser.page_source  # masked
+    shown = run_action(browser, Credentials.objects.get().pk, "rotate", confirm=True)
+    assert "Rotated" in shown, shown
+    assert Credentials.objects.get().current_signing_key == before.next
+    credentials_forget()
