@@ -1,4 +1,6 @@
-"""The console, first cut: messages with their state, destination and log, read-only."""
+"""The console's model pages. Every action calls the service the API calls, and each
+is gated by a permission the "operator" group holds and "viewer" does not
+(broker/console/roles.py)."""
 
 from __future__ import annotations
 
@@ -6,17 +8,37 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.contrib.admin import helpers
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from broker.console.lists import (
+    EstimatedCountPaginator,
+    ExactIdSearch,
+    LabelFilter,
+    moment_filter,
+    text_filter,
+)
 from broker.cron import describe, parse_cron
 from broker.errors import ApplicationError
-from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue, Schedule
+from broker.models import (
+    Credentials,
+    DlqEntry,
+    FlowControlKey,
+    LogEntry,
+    Message,
+    Queue,
+    Schedule,
+)
 from broker.schedule_selectors import schedule_get, schedule_triggers
+from broker.services.cancel import messages_cancel
+from broker.services.credentials import signing_keys_rotate
 from broker.services.dlq import dlq_delete, dlq_retry
 from broker.services.flow_control import (
     flow_key_pause,
@@ -26,7 +48,7 @@ from broker.services.flow_control import (
 )
 from broker.services.queues import queue_pause, queue_resume
 from broker.services.schedules import schedule_delete, schedule_pause, schedule_resume
-from broker.wire import visible_header
+from broker.wire import body_fields, visible_header
 
 
 class ReadOnlyMixin:
@@ -40,23 +62,82 @@ class ReadOnlyMixin:
         return False
 
 
-class LogEntryInline(ReadOnlyMixin, admin.TabularInline):
-    model = LogEntry
-    fields = ("time", "state", "response_status", "error", "next_delivery_time")
-    readonly_fields = fields
-    ordering = ("pk",)
-    extra = 0
-    can_delete = False
+def _allowed(codename: str) -> Any:
+    """A ``has_<name>_permission`` method for ``@admin.action(permissions=[name])``.
+
+    The admin drops an action the user lacks from the page and refuses it when
+    posted anyway, so a viewer neither sees nor can forge it.
+    """
+
+    def check(self: admin.ModelAdmin[Any], request: HttpRequest) -> bool:
+        return bool(request.user.has_perm(f"broker.{codename}"))
+
+    return check
+
+
+def _confirmed(request: HttpRequest) -> bool:
+    return request.POST.get("confirm") == "yes"
+
+
+def _confirmation(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    title: str,
+    explanation: str,
+    button: str,
+) -> TemplateResponse:
+    """An intermediate page, like the admin's own delete confirmation, that posts back."""
+    shown = list(queryset[:50])
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "explanation": explanation,
+        "button": button,
+        "objects": shown,
+        "more": max(0, queryset.count() - len(shown)) if len(shown) == 50 else 0,
+        "action": request.POST.get("action", ""),
+        "select_across": request.POST.get("select_across", "0"),
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "opts": model_admin.model._meta,
+    }
+    return TemplateResponse(request, "admin/console/confirm_action.html", context)
+
+
+def _body_shown(body: bytes, redacted_field: bool) -> str:
+    """Text when it is UTF-8, else hex; the redaction when the field is redacted."""
+    fields = body_fields(body, redact=redacted_field, text_key="text", base64_key="b64")
+    if "text" in fields:
+        return fields["text"]
+    return f"(hex) {body[:4096].hex(' ')}{' ...' if len(body) > 4096 else ''}"
+
+
+MESSAGE_FILTERS: list[Any] = [
+    "state",
+    text_filter("destination or host", "destination", "url__icontains"),
+    text_filter("URL group", "url_group", "topic_name"),
+    text_filter("queue", "queue", "queue_name"),
+    text_filter("schedule", "schedule", "schedule_id"),
+    LabelFilter,
+    text_filter("flow-control key", "flow_key", "flow_control_key"),
+    moment_filter("created from", "created_from", "created_at__gte", end_of_day=False),
+    moment_filter("created until", "created_until", "created_at__lte", end_of_day=True),
+]
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MessageAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("message_id", "state", "method", "url", "retried", "created_at", "due_at")
-    list_filter = ("state", "method", "topic_name", "queue_name")
-    search_fields = ("message_id", "url", "labels")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at",)
-    inlines = [LogEntryInline]
+    list_filter = MESSAGE_FILTERS
+    # Exact match through the unique index: a substring search would read every row.
+    search_fields = ("message_id",)  # shows the box; ExactIdSearch does the search
+    id_lookups = ("message_id",)
+    search_help_text = "Message id (exact)"
+    ordering = ("-pk",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    actions = ["cancel", "retry"]
     fields = (
         "message_id",
         "state",
@@ -64,6 +145,8 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "method",
         "shown_header",
         "shown_body",
+        "timeline",
+        "callbacks_shown",
         "retried",
         "max_retries",
         "retry_delay_expression",
@@ -75,11 +158,18 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "callback",
         "failure_callback",
         "labels",
+        "topic_name",
+        "queue_name",
+        "schedule_id",
+        "flow_control_key",
         "caller_ip",
         "last_response_status",
         "last_error",
     )
     readonly_fields = fields
+
+    has_cancel_permission = _allowed("cancel_message")
+    has_retry_permission = _allowed("retry_message")
 
     @admin.display(description="headers")
     def shown_header(self, obj: Message) -> dict[str, list[str]]:
@@ -87,30 +177,100 @@ class MessageAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="body")
     def shown_body(self, obj: Message) -> str:
-        from broker.wire import body_fields
+        return _body_shown(obj.body, "body" in obj.redact_fields)
 
-        fields = body_fields(
-            obj.body, redact="body" in obj.redact_fields, text_key="text", base64_key="b64"
+    @admin.display(description="attempts")
+    def timeline(self, obj: Message) -> str:
+        rows = []
+        for entry in obj.logs.order_by("pk"):
+            rows.append(
+                {
+                    "entry": entry,
+                    "headers": entry.response_header or {},
+                    "body": _body_shown(bytes(entry.response_body), False)[:500]
+                    if entry.response_body
+                    else "",
+                }
+            )
+        return render_to_string("admin/console/timeline.html", {"rows": rows})
+
+    @admin.display(description="callbacks")
+    def callbacks_shown(self, obj: Message) -> str:
+        made = list(obj.callbacks.order_by("pk").only("pk", "message_id", "state", "url"))
+        return render_to_string("admin/console/callbacks.html", {"callbacks": made})
+
+    @admin.action(description="Cancel: deliver nothing more", permissions=["cancel"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        # The API's cancel: pending ones only; the rest are left as they are.
+        pks = list(queryset.values_list("pk", flat=True))
+        done = messages_cancel(where=Q(pk__in=pks), now=timezone.now())
+        self.message_user(request, f"Cancelled {done} of {len(pks)} message(s).")
+
+    @admin.action(description="Retry (failed messages in the DLQ)", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        # A failed message is retried through its DLQ entry, as POST /v2/dlq/retry does.
+        entries = list(
+            DlqEntry.objects.filter(message__in=queryset).select_related(
+                "message", "message__payload"
+            )
         )
-        return fields.get("text") or f"(base64) {fields.get('b64', '')}"
+        if not entries:
+            self.message_user(
+                request, "None of these messages is a failed one in the DLQ.", messages.WARNING
+            )
+            return
+        _retry_entries(self, request, entries)
+
+
+def _retry_entries(
+    model_admin: admin.ModelAdmin[Any], request: HttpRequest, entries: list[DlqEntry]
+) -> None:
+    try:
+        published = dlq_retry(entries=entries, overrides={}, now=timezone.now())
+    except ApplicationError as exc:
+        model_admin.message_user(request, exc.message, messages.ERROR)
+        return
+    ids = ", ".join(p.message_id for p in published)
+    model_admin.message_user(request, f"Published {len(published)} message(s): {ids}")
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class LogEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("time", "message", "state", "response_status", "error")
-    list_filter = ("state",)
+    list_filter = (
+        "state",
+        text_filter("message id", "message_id", "message__message_id"),
+        moment_filter("from", "from", "time__gte", end_of_day=False),
+        moment_filter("until", "until", "time__lte", end_of_day=True),
+    )
     list_select_related = ("message",)
     search_fields = ("message__message_id",)
+    id_lookups = ("message__message_id",)
+    search_help_text = "Message id (exact)"
     ordering = ("-pk",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
 
 
 @admin.register(DlqEntry)
-class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class DlqEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     """The dead-letter queue; retry and delete call the same services as the API."""
 
-    list_display = ("dlq_id", "message", "url", "response_status", "created_at")
+    list_display = ("dlq_id", "message", "url", "response_status", "error", "created_at")
+    list_filter = (
+        text_filter("destination or host", "destination", "message__url__icontains"),
+        text_filter("URL group", "url_group", "message__topic_name"),
+        text_filter("queue", "queue", "message__queue_name"),
+        text_filter("response status", "status", "message__last_response_status"),
+        moment_filter("failed from", "failed_from", "created_at__gte", end_of_day=False),
+        moment_filter("failed until", "failed_until", "created_at__lte", end_of_day=True),
+    )
     list_select_related = ("message",)
-    search_fields = ("dlq_id", "message__message_id", "message__url")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    search_fields = ("dlq_id",)
+    id_lookups = ("dlq_id", "message__message_id")
+    search_help_text = "DLQ id or message id (exact)"
     ordering = ("-pk",)
     actions = ["retry", "remove"]
     fields = ("dlq_id", "message", "created_at", "url", "response_status", "error")
@@ -128,21 +288,44 @@ class DlqEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def error(self, obj: DlqEntry) -> str:
         return obj.message.last_error
 
-    @admin.action(description="Retry: publish again and remove from the DLQ")
-    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
-        entries = list(queryset.select_related("message", "message__payload"))
-        try:
-            published = dlq_retry(entries=entries, overrides={}, now=timezone.now())
-        except ApplicationError as exc:
-            self.message_user(request, exc.message, messages.ERROR)
-            return
-        ids = ", ".join(p.message_id for p in published)
-        self.message_user(request, f"Published {len(published)} message(s): {ids}")
+    has_retry_permission = _allowed("retry_dlqentry")
+    has_remove_permission = _allowed("delete_dlqentry")
 
-    @admin.action(description="Delete from the DLQ")
-    def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> None:
+    @admin.action(description="Retry: publish again and remove from the DLQ", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> TemplateResponse | None:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Retry these DLQ entries?",
+                explanation=(
+                    "Each entry's message is published again as a new message, with the same "
+                    "body and settings, and the entry leaves the dead-letter queue. The "
+                    "destination will receive it again."
+                ),
+                button="Yes, retry them",
+            )
+        _retry_entries(self, request, list(queryset.select_related("message", "message__payload")))
+        return None
+
+    @admin.action(description="Delete from the DLQ", permissions=["remove"])
+    def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> TemplateResponse | None:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Delete these DLQ entries?",
+                explanation=(
+                    "The entries leave the dead-letter queue for good and cannot be retried "
+                    "any more. Their messages and logs stay until pruned."
+                ),
+                button="Yes, delete them",
+            )
         deleted = dlq_delete(dlq_ids=list(queryset.values_list("dlq_id", flat=True)))
         self.message_user(request, f"Deleted {deleted} DLQ entr{'y' if deleted == 1 else 'ies'}.")
+        return None
 
 
 @admin.register(Queue)
@@ -173,13 +356,15 @@ class QueueAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def lag(self, obj: Queue) -> int:
         return getattr(obj, "_lag", None) or 0
 
-    @admin.action(description="Pause: deliver nothing more until resumed")
+    has_pause_permission = _allowed("pause_queue")
+
+    @admin.action(description="Pause: deliver nothing more until resumed", permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queue_pause(name=name, now=timezone.now())
         self.message_user(request, f"Paused {queryset.count()} queue(s).")
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queue_resume(name=name, now=timezone.now())
@@ -242,19 +427,21 @@ class FlowControlKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
             act(key=key, now=timezone.now())
         self.message_user(request, f"Done for {len(keys)} key(s).")
 
-    @admin.action(description="Pause")
+    has_manage_permission = _allowed("manage_flowcontrolkey")
+
+    @admin.action(description="Pause", permissions=["manage"])
     def pause(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_pause)
 
-    @admin.action(description="Resume")
+    @admin.action(permissions=["manage"], description="Resume")
     def resume(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_resume)
 
-    @admin.action(description="Reset the rate count")
+    @admin.action(permissions=["manage"], description="Reset the rate count")
     def reset_rate(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(request, queryset, flow_key_reset_rate)
 
-    @admin.action(description="Unpin parallelism and rate")
+    @admin.action(permissions=["manage"], description="Unpin parallelism and rate")
     def unpin(self, request: HttpRequest, queryset: QuerySet[FlowControlKey]) -> None:
         self._each(
             request,
@@ -325,14 +512,75 @@ class ScheduleAdmin(ReadOnlyMixin, admin.ModelAdmin):
             act(schedule_id=schedule_id, now=timezone.now())
         self.message_user(request, f"Done for {len(ids)} schedule(s).")
 
-    @admin.action(description="Pause: skip triggers until resumed")
+    has_pause_permission = _allowed("pause_schedule")
+    has_remove_permission = _allowed("delete_schedule")
+
+    @admin.action(description="Pause: skip triggers until resumed", permissions=["pause"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_pause)
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["pause"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_resume)
 
-    @admin.action(description="Delete the schedule")
+    @admin.action(description="Delete the schedule", permissions=["remove"])
     def remove(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self._each(request, queryset, schedule_delete)
+
+
+def _masked(secret: str) -> str:
+    return f"{secret[:8]}…{secret[-4:]}" if len(secret) > 16 else "…"
+
+
+@admin.register(Credentials)
+class SigningKeysAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The stored token and signing keys, masked; rotation calls the API's service."""
+
+    list_display = ("__str__", "current_key", "next_key", "token_shown", "updated_at")
+    fields = ("current_key", "next_key", "token_shown", "updated_at")
+    readonly_fields = fields
+    actions = ["rotate"]
+    has_rotate_permission = _allowed("rotate_credentials")
+
+    @admin.display(description="current signing key")
+    def current_key(self, obj: Credentials) -> str:
+        return _masked(obj.current_signing_key)
+
+    @admin.display(description="next signing key")
+    def next_key(self, obj: Credentials) -> str:
+        return _masked(obj.next_signing_key)
+
+    @admin.display(description="API token")
+    def token_shown(self, obj: Credentials) -> str:
+        return _masked(obj.token)
+
+    @admin.action(description="Rotate the signing keys", permissions=["rotate"])
+    def rotate(self, request: HttpRequest, queryset: QuerySet[Credentials]) -> Any:
+        if not _confirmed(request):
+            return _confirmation(
+                self,
+                request,
+                queryset,
+                title="Rotate the signing keys?",
+                explanation=(
+                    "The next key becomes the current key and a new next key is made; "
+                    "messages are signed with the new current key from now on. Receivers "
+                    "that verify with both keys (the SDKs' Receiver) and still hold the old "
+                    "pair keep accepting them, since the new current key was their next key. "
+                    "Give them the new pair before the next rotation: after two rotations the "
+                    "old pair matches nothing. A receiver checking only the old current key "
+                    "rejects messages from now on. "
+                    "POST /v2/keys/rotate does the same."
+                ),
+                button="Yes, rotate",
+            )
+        try:
+            keys = signing_keys_rotate()
+        except ApplicationError as exc:
+            self.message_user(request, exc.message, messages.ERROR)
+            return None
+        self.message_user(
+            request,
+            f"Rotated: current key {_masked(keys.current)}, next key {_masked(keys.next)}.",
+        )
+        return None

@@ -112,6 +112,12 @@ class Message(models.Model):
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
+        # Console actions beyond the model's add/change/delete/view (broker/admin.py).
+        permissions = [
+            ("cancel_message", "Can cancel pending messages"),
+            ("retry_message", "Can retry failed messages"),
+            ("publish_message", "Can publish test messages from the console"),
+        ]
         indexes = [
             # The claim: "state IN (pending) AND waiting_for = '' AND due_at <= now()
             # ORDER BY due_at". Waiting rows stay out, so a paused queue of a million
@@ -243,6 +249,7 @@ class Queue(models.Model):
     wake_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("pause_queue", "Can pause and resume queues")]
         indexes = [
             # Admission: "wake_at <= now() AND NOT paused".
             models.Index(
@@ -277,6 +284,7 @@ class FlowControlKey(models.Model):
 
     class Meta:
         verbose_name = "flow-control key"
+        permissions = [("manage_flowcontrolkey", "Can pause, resume, reset and unpin keys")]
         indexes = [
             # Admission: "wake_at <= now() AND NOT paused".
             models.Index(
@@ -319,6 +327,7 @@ class Schedule(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        permissions = [("pause_schedule", "Can pause and resume schedules")]
         indexes = [
             # The clock's trigger claim: "NOT paused AND fire_after <= now".
             models.Index(
@@ -355,6 +364,8 @@ class LogEntry(models.Model):
     response_body = models.BinaryField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "log entry"
+        verbose_name_plural = "log entries"
         indexes = [
             # /v2/logs pages by (time, id) (filters.time_page): a page, with or without
             # fromDate/toDate, is a range of this index read in order. The prune's
@@ -379,6 +390,7 @@ class DlqEntry(models.Model):
     class Meta:
         verbose_name = "DLQ entry"
         verbose_name_plural = "dead-letter queue"
+        permissions = [("retry_dlqentry", "Can retry DLQ entries")]
 
     def __str__(self) -> str:
         return self.dlq_id
@@ -410,6 +422,7 @@ class Credentials(models.Model):
 
     class Meta:
         verbose_name_plural = "credentials"
+        permissions = [("rotate_credentials", "Can rotate the signing keys")]
 
     def __str__(self) -> str:
         return "credentials"

@@ -78,7 +78,7 @@ if not SECURE_HSTS_PRELOAD:
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "broker.console.apps.ConsoleAdminConfig",  # django.contrib.admin, dashboard as index
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -137,7 +137,8 @@ def test_dlq_page_loads_and_its_retry_and_remove_actions_work(
 
     before = Message.objects.count()
     retried = admin_client.post(
-        "/admin/broker/dlqentry/", {"action": "retry", "_selected_action": [str(first.pk)]}
+        "/admin/broker/dlqentry/",
+        {"action": "retry", "_selected_action": [str(first.pk)], "confirm": "yes"},
     )
     assert retried.status_code == 302
     assert not DlqEntry.objects.filter(pk=first.pk).exists()
@@ -159,7 +160,8 @@ def test_dlq_page_loads_and_its_retry_and_remove_actions_work(
     assert delivered[0].body == b"one"
 
     removed = admin_client.post(
-        "/admin/broker/dlqentry/", {"action": "remove", "_selected_action": [str(second.pk)]}
+        "/admin/broker/dlqentry/",
+        {"action": "remove", "_selected_action": [str(second.pk)], "confirm": "yes"},
     )
     assert removed.status_code == 302
     assert not DlqEntry.objects.exists()

@@ -1,0 +1,1 @@
+"""The console: the Django admin as an operations UI (dashboard, roles, list helpers)."""

@@ -1,0 +1,209 @@
+"""The console's index page: what is failing, how much is waiting, how fast it goes.
+
+Every query is bounded: by a time range on an indexed column (the last hour), by a
+partial index (pending and waiting rows only), or by a small table (queues, DLQ).
+The whole messages and log tables are never counted; their size is the planner's
+estimate. The number of queries is fixed (tests/integration/test_console_pages.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models.functions import TruncMinute
+
+from broker.console.lists import estimated_rows
+from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue
+
+WINDOW = timedelta(hours=1)
+CHART_SERIES = (
+    # (log state, label, colour)
+    (LogEntry.State.DELIVERED, "deliveries", "#2e7d32"),
+    (LogEntry.State.RETRY, "retries", "#ef6c00"),
+    (LogEntry.State.FAILED, "failures", "#c62828"),
+)
+# Over the deliveries finished since %s, through the finished_at index.
+PERCENTILES = (
+    "SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY EXTRACT("
+    "EPOCH FROM finished_at - GREATEST(created_at, not_before))) "
+    "FROM broker_message WHERE finished_at >= %s AND finished_at IS NOT NULL AND state = %s"
+)
+CHART_W, CHART_H, CHART_PAD = 720, 160, 30
+
+
+@dataclass
+class Series:
+    label: str
+    colour: str
+    points: str  # SVG polyline points
+    total: int
+
+
+def _chart(now: datetime) -> dict[str, Any]:
+    """Attempt outcomes per minute over the last hour, as SVG polylines (one query)."""
+    start = (now - WINDOW).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    rows = (
+        LogEntry.objects.filter(time__gte=start, state__in=[s for s, _, _ in CHART_SERIES])
+        .annotate(minute=TruncMinute("time"))
+        .values("minute", "state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[tuple[str, int], int] = {}
+    for row in rows:
+        index = int((row["minute"] - start).total_seconds() // 60)
+        if 0 <= index < 60:
+            counts[(row["state"], index)] = row["n"]
+    peak = max(counts.values(), default=0) or 1
+    step = CHART_W / 59
+
+    def y(n: int) -> float:
+        return round(CHART_PAD + (CHART_H - CHART_PAD) * (1 - n / peak), 1)
+
+    series = [
+        Series(
+            label,
+            colour,
+            " ".join(f"{round(i * step, 1)},{y(counts.get((state, i), 0))}" for i in range(60)),
+            sum(counts.get((state, i), 0) for i in range(60)),
+        )
+        for state, label, colour in CHART_SERIES
+    ]
+    return {
+        "series": series,
+        "peak": peak if counts else 0,
+        "width": CHART_W,
+        "height": CHART_H,
+        "top": CHART_PAD,
+        "start": start,
+        "end": start + timedelta(minutes=59),
+    }
+
+
+def _latency(since: datetime) -> dict[str, float | None]:
+    """Publish (or not-before) to delivery, p50 and p95 in seconds, over the last hour."""
+    delivered = Message.objects.filter(finished_at__gte=since, state=Message.State.DELIVERED)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(PERCENTILES, [since, Message.State.DELIVERED.value])
+            row = cursor.fetchone()
+        values = row[0] if row else None
+        if not values:
+            return {"p50": None, "p95": None}
+        return {"p50": float(values[0]), "p95": float(values[1])}
+    # The embedded store (make run): the latest 10,000 deliveries, sorted here.
+    latest = delivered.order_by("-finished_at").values_list(
+        "finished_at", "created_at", "not_before"
+    )[:10_000]
+    spans = sorted(
+        (finished - max(created, not_before)).total_seconds()
+        for finished, created, not_before in latest
+        if finished is not None
+    )
+    if not spans:
+        return {"p50": None, "p95": None}
+    return {
+        "p50": spans[int(0.5 * (len(spans) - 1))],
+        "p95": spans[int(0.95 * (len(spans) - 1))],
+    }
+
+
+def _failing(since: datetime) -> list[dict[str, Any]]:
+    """The destinations with the most failed attempts in the last hour, with the last error."""
+    top = list(
+        LogEntry.objects.filter(time__gte=since, state=LogEntry.State.ERROR)
+        .values("message__url")
+        .annotate(n=Count("id"), last=Max("id"))
+        .order_by("-n")[:5]
+    )
+    last = {
+        e.pk: e
+        for e in LogEntry.objects.filter(pk__in=[r["last"] for r in top]).only(
+            "error", "response_status", "time"
+        )
+    }
+    failing = []
+    for row in top:
+        entry = last.get(row["last"])
+        error = ""
+        if entry is not None:
+            error = entry.error or (
+                f"HTTP {entry.response_status}" if entry.response_status else ""
+            )
+        failing.append(
+            {
+                "url": row["message__url"],
+                "count": row["n"],
+                "error": error,
+                "time": entry.time if entry else None,
+            }
+        )
+    return failing
+
+
+def dashboard_data(now: datetime) -> dict[str, Any]:
+    since = now - WINDOW
+    pending = dict(
+        Message.objects.filter(
+            due_at__isnull=False, waiting_for="", state__in=Message.PENDING_STATES
+        )
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    finished = dict(
+        Message.objects.filter(finished_at__gte=since)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    states: list[tuple[str, int]] = [
+        (str(state), pending.get(state, 0)) for state in Message.PENDING_STATES
+    ]
+    states.append(("waiting in a queue", Message.objects.filter(waiting_for="queue").count()))
+    states.append(
+        ("waiting for a flow-control key", Message.objects.filter(waiting_for="flow").count())
+    )
+    lag = Subquery(
+        Message.objects.filter(queue_name=OuterRef("name"), state__in=Message.PENDING_STATES)
+        .exclude(queue_name="")
+        .values("queue_name")
+        .annotate(n=Count("id"))
+        .values("n")[:1]
+    )
+    queues = list(
+        Queue.objects.annotate(lag=lag)
+        .filter(Q(paused=True) | Q(lag__gt=0))
+        .order_by("-paused", "-lag", "name")[:10]
+    )
+    waitlists: list[dict[str, Any]] = [
+        dict(row)
+        for row in Message.objects.filter(waiting_for="flow")
+        .values("flow_control_key")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:10]
+    ]
+    paused_keys = set(
+        FlowControlKey.objects.filter(
+            key__in=[w["flow_control_key"] for w in waitlists], paused=True
+        ).values_list("key", flat=True)
+    )
+    for waiting in waitlists:
+        waiting["paused"] = waiting["flow_control_key"] in paused_keys
+    return {
+        "now": now,
+        "pending": states,
+        "finished": [(state, finished.get(state, 0)) for state in Message.FINAL_STATES],
+        "total_estimate": estimated_rows(Message),
+        "log_estimate": estimated_rows(LogEntry),
+        "chart": _chart(now),
+        "latency": _latency(since),
+        "dlq_size": DlqEntry.objects.count(),
+        "failing": _failing(since),
+        "queues": queues,
+        "waitlists": waitlists,
+    }
