@@ -278,6 +278,8 @@ class FlowControlKey(models.Model):
     pinned_rate = models.BooleanField(default=False)
     rate_count = models.PositiveIntegerField(default=0)
     rate_period_start = models.DateTimeField(null=True, blank=True)
+    # The earliest the next start may be: starts are at least period / rate apart.
+    rate_next_slot = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     wake_at = models.DateTimeField(null=True, blank=True)

@@ -28,6 +28,7 @@ class Migration(migrations.Migration):
                 ("pinned_rate", models.BooleanField(default=False)),
                 ("rate_count", models.PositiveIntegerField(default=0)),
                 ("rate_period_start", models.DateTimeField(blank=True, null=True)),
+                ("rate_next_slot", models.DateTimeField(blank=True, null=True)),
                 ("created_at", models.DateTimeField()),
                 ("updated_at", models.DateTimeField()),
                 ("wake_at", models.DateTimeField(blank=True, null=True)),

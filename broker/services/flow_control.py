@@ -59,7 +59,7 @@ def flow_key_pin(
         if period is not None:
             row.period = period
         row.pinned_rate = True
-    row.rate_count, row.rate_period_start, row.updated_at = 0, now, now
+    row.rate_count, row.rate_period_start, row.rate_next_slot, row.updated_at = 0, now, None, now
     row.save()
     _wake(key, now)
 
@@ -85,6 +85,6 @@ def flow_key_reset_rate(*, key: str, now: datetime) -> None:
     """
     row = _get_for_update(key)
     FlowControlKey.objects.filter(pk=row.pk).update(
-        rate_count=0, rate_period_start=now, updated_at=now
+        rate_count=0, rate_period_start=now, rate_next_slot=None, updated_at=now
     )
     _wake(key, now)

@@ -245,7 +245,10 @@ def _key_admit(key: FlowControlKey, now: datetime) -> int:
         key.rate_count += len(admitted)
     key.wake_at = _key_next_wake(key, admitted=len(admitted), free=free, now=now)
     FlowControlKey.objects.filter(pk=key.pk).update(
-        wake_at=key.wake_at, rate_count=key.rate_count, rate_period_start=key.rate_period_start
+        wake_at=key.wake_at,
+        rate_count=key.rate_count,
+        rate_period_start=key.rate_period_start,
+        rate_next_slot=key.rate_next_slot,
     )
     if key.wake_at is not None and key.wake_at > now:
         notify_due_at(key.wake_at)  # the clock sleeps until the next period, not a tick
@@ -253,18 +256,23 @@ def _key_admit(key: FlowControlKey, now: datetime) -> int:
 
 
 def _admit_rows(key: FlowControlKey, admitted: list[int], now: datetime) -> None:
-    """Let the rows go. Under a rate, each start gets its own slot in the period
-    (``period / rate`` apart), so no second sees more than the rate start, whatever
-    one-second window a destination counts in; a slot still to come is the row's due
-    time, and the clock wakes for it like for any delayed message."""
+    """Let the rows go. Under a rate, each start gets its own slot, ``period / rate``
+    after the one before (and within the period's share), so no one-second window a
+    destination counts in sees more than the rate, even when an admission runs late;
+    a slot still to come is the row's due time, and the clock wakes for it like for
+    any delayed message."""
     due: Any = F("due_at")
-    if key.rate is not None and key.rate_period_start is not None:
+    if key.rate is not None and key.rate_period_start is not None and admitted:
         step = timedelta(seconds=(key.period or 1) / key.rate)
-        slots = [
-            (pk, key.rate_period_start + step * (key.rate_count + n))
-            for n, pk in enumerate(admitted)
-        ]
-        later = [(pk, at) for pk, at in slots if at > now]
+        slot = max(now, key.rate_period_start + step * key.rate_count)
+        if key.rate_next_slot is not None:
+            slot = max(slot, key.rate_next_slot)
+        later: list[tuple[int, datetime]] = []
+        for pk in admitted:
+            if slot > now:
+                later.append((pk, slot))
+            slot += step
+        key.rate_next_slot = slot
         if later:
             due = Case(*[When(pk=pk, then=Value(at)) for pk, at in later], default=F("due_at"))
             notify_due_at(later[0][1])

@@ -49,6 +49,7 @@ from tests.bench.infra import (
     start_gunicorn,
     start_sink,
     start_worker,
+    wait_sink,
 )
 from tests.bench.procs import Deadline, Proc
 from tests.bench.sink import SinkClient
@@ -271,6 +272,49 @@ def prune_stage(env: Env, sink: SinkClient, work: Path, deadline: Deadline) -> P
     )
 
 
+DRAIN_COUNT = int(os.environ.get("BENCH_STORE_DRAIN_COUNT", "8000"))
+TARGET_DRAIN = 0.9
+
+
+def claim_and_drain(
+    env: Env, db: str, sink: SinkClient, work: Path, deadline: Deadline
+) -> tuple[float, float]:
+    """On store ``db``: the median claim of 100 of ``DRAIN_COUNT`` due messages (rolled
+    back, ``claim_probe.py``), then their drain by a fresh worker and clock:
+    (claim ms, deliveries/s at the sink, first to last receipt)."""
+    product = _env(env, db)
+    url = sink.url("/drain")
+    flush_redis(env, PRODUCT_REDIS_DB)
+    seed = [sys.executable, "-m", "tests.bench.seed", "--count", str(DRAIN_COUNT)]
+    run_step("seeding", [*seed, "--url", url, "--service", "1000"], product, deadline)
+    probe = [sys.executable, "-m", "tests.bench.claim_probe", "--reps", "40", "--limit", "100"]
+    claim_ms = float(
+        json.loads(run_step("timing the claim", probe, product, deadline))["median_ms"]
+    )
+    sink.reset()
+    clock = [sys.executable, "manage.py", "qstash_clock", "--no-prune"]
+    children = [
+        start_worker("worker-drain", "qstash_site", QUEUE, product, work),
+        procs.start("clock-drain", clock, env=product, logdir=work),
+    ]
+    try:
+        stats = wait_sink(sink, DRAIN_COUNT, 180, deadline, children)
+        rate = DRAIN_COUNT / max(1e-6, stats["last"] - stats["first"])
+    finally:
+        for child in children:
+            child.stop()
+        flush_redis(env, PRODUCT_REDIS_DB)
+        # The seeded rows go, so the next run can seed the same ids again.
+        with _conn(env, db) as conn:
+            conn.execute(
+                "DELETE FROM broker_logentry WHERE message_id IN"
+                " (SELECT id FROM broker_message WHERE url = %s)",
+                [url],
+            )
+            conn.execute("DELETE FROM broker_message WHERE url = %s", [url])
+    return claim_ms, rate
+
+
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
@@ -300,6 +344,8 @@ def run(env: Env, work: Path, deadline: Deadline) -> int:
     for _ in range(2):
         for db in (EMPTY_DB, GROWN_DB):
             rates[db].append(publish_rate(env, db, sink, work, deadline))
+    log("store: claim and delivery, empty then grown")
+    drains = {db: claim_and_drain(env, db, sink, work, deadline) for db in (EMPTY_DB, GROWN_DB)}
     prune = prune_stage(env, sink, work, deadline) if PRUNE_EXPIRED > 0 else None
 
     rows = [
@@ -328,6 +374,15 @@ def run(env: Env, work: Path, deadline: Deadline) -> int:
         f"  rounds: grown {', '.join(f'{r:.0f}' for r in rates[GROWN_DB])};"
         f" empty {', '.join(f'{r:.0f}' for r in rates[EMPTY_DB])}"
     )
+    (claim_e, drain_e), (claim_g, drain_g) = drains[EMPTY_DB], drains[GROWN_DB]
+    rows += [
+        f"claim     of 100: grown {claim_g:.1f} ms  empty {claim_e:.1f} ms  throughput ratio"
+        f" {claim_e / claim_g:4.2f} (target >= {TARGET_DRAIN})"
+        f"  {verdict(claim_e / claim_g >= TARGET_DRAIN)}",
+        f"delivery  {DRAIN_COUNT} due messages: grown {drain_g:.0f}/s  empty {drain_e:.0f}/s"
+        f"  ratio {drain_g / drain_e:4.2f} (target >= {TARGET_DRAIN})"
+        f"  {verdict(drain_g / drain_e >= TARGET_DRAIN)}",
+    ]
     if prune is not None:
         idle99, prune99 = pct(prune.idle_ms, 0.99), pct(prune.pruning_ms, 0.99)
         p_ratio = prune.pruning_publish / prune.idle_publish

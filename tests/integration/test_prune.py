@@ -123,7 +123,11 @@ def test_an_idle_prune_reads_indexes_only(settings: Any) -> None:
             plan = "\n".join(row[0] for row in cursor.fetchall())
             assert "Seq Scan" not in plan, plan
             if "broker_message" in sql.split("FROM", 2)[1]:
-                assert "message_finished_state_idx" in plan, plan
+                # On a table this small the planner may read the failed messages' own
+                # partial index for the FAILED batch instead: an index either way.
+                assert (
+                    "message_finished_state_idx" in plan or "message_failed_status_idx" in plan
+                ), plan
                 assert "broker_message_payload_id" in plan, plan
 
 
