@@ -103,7 +103,7 @@ def grow(conn: psycopg.Connection[Any], messages: int) -> dict[str, int]:
             cur.execute(f'DROP INDEX "{name}"')
         cur.execute(
             "TRUNCATE broker_dlqentry, broker_deduplication, broker_logentry, broker_message,"
-            " broker_payload RESTART IDENTITY"
+            " broker_schedule, broker_payload RESTART IDENTITY"
         )
         for statement in _messages_sql(expired=False):
             cur.execute(statement, {"first": 1, "count": messages, "expired": False})
