@@ -110,16 +110,18 @@ def _carries_limits(message: Message) -> bool:
 
 
 def gates_wake_for(messages: Iterable[Message], *, now: datetime) -> None:
-    """After the insert, in its transaction: wake the gates of the waiting messages."""
-    queues: set[str] = set()
+    """After the insert, in its transaction: wake the gates of the waiting messages, each
+    at its earliest due time."""
     keys: dict[str, datetime] = {}
+    queues: dict[str, datetime] = {}
     for message in messages:
+        due = message.due_at or now
         if message.waiting_for == WAITING_QUEUE:
-            queues.add(message.queue_name)
+            queues[message.queue_name] = min(due, queues.get(message.queue_name, due))
         elif message.waiting_for == WAITING_FLOW:
-            due = message.due_at or now
             keys[message.flow_control_key] = min(due, keys.get(message.flow_control_key, due))
-    queues_wake(sorted(queues), at=now)
+    for name in sorted(queues):
+        queues_wake([name], at=queues[name])
     for key in sorted(keys):
         keys_wake([key], at=keys[key])
 
@@ -189,20 +191,36 @@ def gates_admit(*, now: datetime) -> int:
 
 
 def _queue_admit(queue: Queue, now: datetime) -> int:
+    """Admit the queue's due waiting messages in id order while it has free slots.
+
+    A message not yet due (a schedule's trigger made ahead, a delay) waits without a
+    slot, so it never holds the queue before its time; the queue wakes for it then.
+    """
     queue.wake_at = None
     admitted: list[tuple[int, str]] = []
     if not queue.paused:
         holding = Message.objects.filter(queue_name=queue.name, queue_slot=True).count()
         free = min(queue.parallelism - holding, ADMIT_PER_GATE)
+        waiting = Message.objects.filter(queue_name=queue.name, waiting_for=WAITING_QUEUE)
         if free > 0:
             admitted = list(
-                Message.objects.select_for_update()
-                .filter(queue_name=queue.name, waiting_for=WAITING_QUEUE)
+                waiting.select_for_update()
+                .filter(due_at__lte=now)
                 .order_by("id")
                 .values_list("pk", "flow_control_key")[:free]
             )
-            if len(admitted) == ADMIT_PER_GATE:
-                queue.wake_at = now  # more may fit: go again next round
+        if len(admitted) == ADMIT_PER_GATE:
+            queue.wake_at = now  # more may fit: go again next round
+        elif len(admitted) < free:
+            # Room left: wake when the next message not yet due falls due.
+            queue.wake_at = (
+                waiting.exclude(pk__in=[pk for pk, _ in admitted])
+                .order_by("due_at")
+                .values_list("due_at", flat=True)
+                .first()
+            )
+            if queue.wake_at is not None and queue.wake_at > now:
+                notify_due_at(queue.wake_at)
     Queue.objects.filter(pk=queue.pk).update(wake_at=queue.wake_at)
     if not admitted:
         return 0
@@ -210,9 +228,7 @@ def _queue_admit(queue: Queue, now: datetime) -> int:
     through_key = [pk for pk, key in admitted if key]
     Message.objects.filter(pk__in=direct).update(waiting_for=Message.Waiting.NO, queue_slot=True)
     if through_key:
-        Message.objects.filter(pk__in=through_key).update(
-            waiting_for=WAITING_FLOW, queue_slot=True, due_at=Least(F("due_at"), now)
-        )
+        Message.objects.filter(pk__in=through_key).update(waiting_for=WAITING_FLOW, queue_slot=True)
         keys_wake(sorted({key for _, key in admitted if key}), at=now)
     return len(admitted)
 

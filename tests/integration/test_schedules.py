@@ -228,3 +228,18 @@ def test_bad_schedules_are_refused_and_store_nothing(live: str, receiver: Destin
     assert api(live, "PATCH", "/v2/schedules/missing/pause").status_code == 404
     assert Schedule.objects.count() == 0 and Payload.objects.count() == 0
     assert Message.objects.count() == 0
+
+
+def test_a_trigger_made_ahead_into_a_queue_does_not_hold_the_queue_before_its_minute(
+    client_sdk: Any, receiver: Destination
+) -> None:
+    away_from_a_minute_boundary()
+    sid = client_sdk.schedule.create(
+        destination=receiver.url("/later"), cron="* * * * *", queue="shared"
+    )
+    ahead = wait_until(lambda: materialized(sid), what="the trigger made ahead")[0]
+    assert ahead.scheduled_for is not None
+    client_sdk.message.enqueue(queue="shared", url=receiver.url("/now"), body="now")
+    got = receiver.wait_for(1, "/now", timeout=10)
+    assert got[0].time < ahead.scheduled_for.timestamp()  # not queued behind it
+    receiver.wait_for(1, "/later", timeout=90)  # and it still goes at its minute
