@@ -43,7 +43,18 @@ def _check_queue_options(request: PublishRequest) -> None:
             )
 
 
-def _with_defaults(defaults: Mapping[str, object], headers: Mapping[str, str]) -> dict[str, str]:
+def group_named(groups: Mapping[str, UrlGroup], destination: str) -> UrlGroup:
+    """The URL group a destination that is not a URL names; ApplicationError when none."""
+    group = groups.get(destination)
+    if group is None:
+        raise ApplicationError(
+            f"invalid destination {destination!r}: not a url (add http:// or https://) "
+            "and no url group has that name"
+        )
+    return group
+
+
+def with_defaults(defaults: Mapping[str, object], headers: Mapping[str, str]) -> dict[str, str]:
     """The group's default headers overlaid by the request's own (names case-insensitive)."""
     given = {name.lower() for name in headers}
     merged = {
@@ -77,13 +88,8 @@ def drafts_for(
         draft = Draft(destination, payload, options, caller_ip=request.caller_ip)
         draft.queue_name = request.queue
         return [draft], False
-    group = groups.get(destination)
-    if group is None:
-        raise ApplicationError(
-            f"invalid destination {destination!r}: not a url (add http:// or https://) "
-            "and no url group has that name"
-        )
-    headers = _with_defaults(group.default_headers, request.headers)
+    group = group_named(groups, destination)
+    headers = with_defaults(group.default_headers, request.headers)
     options = parse_publish_options(headers, request.query, now=now, limits=limits)
     drafts = [
         Draft(

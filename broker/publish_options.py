@@ -161,7 +161,7 @@ def options_from_json(data: Mapping[str, Any]) -> PublishOptions:
     return PublishOptions(**fields, flow_control=flow_control)
 
 
-class _Headers:
+class RequestHeaders:
     """Case-insensitive view over request headers plus ``upstash-*`` query parameters."""
 
     def __init__(self, headers: Mapping[str, str], query: Mapping[str, str]) -> None:
@@ -288,7 +288,7 @@ def _labels(value: str, limits: Limits) -> list[str]:
     return labels
 
 
-def _callback_settings(h: _Headers, prefix: str, limits: Limits) -> dict[str, str | int]:
+def _callback_settings(h: RequestHeaders, prefix: str, limits: Limits) -> dict[str, str | int]:
     settings: dict[str, str | int] = {}
     if h.get(f"{prefix}-Delay"):
         raise ApplicationError(f"invalid {prefix}-Delay: delayed callbacks are not supported")
@@ -315,7 +315,7 @@ def parse_publish_options(
     limits: Limits,
 ) -> PublishOptions:
     """Read every per-message setting of a publish request; raise ApplicationError on bad input."""
-    h = _Headers(headers, query)
+    h = RequestHeaders(headers, query)
     check_headers(h.items, max_count=limits.max_headers, max_bytes=limits.max_header_bytes)
     opts = PublishOptions(
         retries=limits.default_retries, timeout_seconds=limits.default_timeout_seconds

@@ -82,21 +82,32 @@ def answer(published: list[Published], is_group: bool) -> tuple[Any, bool]:
     return published[0].to_wire(), duplicate
 
 
+def publish_answer(request: Request, prefix: str, *, queue: str = "") -> Response:
+    """Publish (or enqueue, with ``queue``) the request's body to the destination after
+    ``prefix`` in its path, and answer as the SDKs expect."""
+    destination, config = split_destination(request, prefix)
+    if not destination:
+        raise ApplicationError(f"invalid destination: use {prefix}<url or url group>")
+    body = read_body(request)
+    groups = {} if is_url(destination) else url_groups_by_name([destination])
+    now = timezone.now()
+    publish = PublishRequest(
+        destination,
+        request.headers,
+        body,
+        config,
+        request.META.get("REMOTE_ADDR", ""),
+        queue=queue,
+    )
+    drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
+    check_fan_out(len(drafts))
+    data, duplicate = answer(messages_publish(drafts=drafts, now=now), is_group)
+    return Response(data, status=202 if duplicate else 200)
+
+
 class PublishView(RawBodyAPIView):
     def post(self, request: Request, destination: str) -> Response:
-        destination, config = split_destination(request, "/v2/publish/")
-        if not destination:
-            raise ApplicationError("invalid destination: use /v2/publish/<url or url group>")
-        body = read_body(request)
-        groups = {} if is_url(destination) else url_groups_by_name([destination])
-        now = timezone.now()
-        publish = PublishRequest(
-            destination, request.headers, body, config, request.META.get("REMOTE_ADDR", "")
-        )
-        drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
-        check_fan_out(len(drafts))
-        data, duplicate = answer(messages_publish(drafts=drafts, now=now), is_group)
-        return Response(data, status=202 if duplicate else 200)
+        return publish_answer(request, "/v2/publish/")
 
 
 def _batch_item(item: Any, index: int, caller_ip: str) -> PublishRequest:

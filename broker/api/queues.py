@@ -9,11 +9,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker.api.publish import answer, check_fan_out, read_body, split_destination
-from broker.destinations import PublishRequest, drafts_for, is_url
+from broker.api.publish import publish_answer
 from broker.errors import ApplicationError
 from broker.gate_selectors import queue_get, queues_list
-from broker.services.publish import messages_publish, publish_limits
 from broker.services.queues import (
     queue_delete,
     queue_name_check,
@@ -21,7 +19,6 @@ from broker.services.queues import (
     queue_resume,
     queue_upsert,
 )
-from groups.selectors import url_groups_by_name
 
 
 def _upsert_input(request: Request) -> tuple[str, int, bool | None]:
@@ -78,21 +75,4 @@ class EnqueueView(APIView):
 
     def post(self, request: Request, queue: str, destination: str) -> Response:
         queue = queue_name_check(queue, field="queue name")
-        destination, config = split_destination(request, f"/v2/enqueue/{queue}/")
-        if not destination:
-            raise ApplicationError("invalid destination: use /v2/enqueue/<queue>/<url or group>")
-        body = read_body(request)
-        groups = {} if is_url(destination) else url_groups_by_name([destination])
-        now = timezone.now()
-        publish = PublishRequest(
-            destination,
-            request.headers,
-            body,
-            config,
-            request.META.get("REMOTE_ADDR", ""),
-            queue=queue,
-        )
-        drafts, is_group = drafts_for(publish, groups=groups, now=now, limits=publish_limits())
-        check_fan_out(len(drafts))
-        data, duplicate = answer(messages_publish(drafts=drafts, now=now), is_group)
-        return Response(data, status=202 if duplicate else 200)
+        return publish_answer(request, f"/v2/enqueue/{queue}/", queue=queue)

@@ -10,10 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker.api.publish import read_body, split_destination
+from broker.destinations import PublishRequest
 from broker.errors import ApplicationError
 from broker.schedule_selectors import schedule_get, schedules_list
 from broker.services.schedules import (
-    ScheduleRequest,
     schedule_delete,
     schedule_id_check,
     schedule_pause,
@@ -55,7 +55,7 @@ class ScheduleView(APIView):
         if not destination:
             raise ApplicationError("invalid destination: use /v2/schedules/<url or url group>")
         schedule = schedule_upsert(
-            request=ScheduleRequest(
+            request=PublishRequest(
                 destination,
                 request.headers,
                 read_body(request),

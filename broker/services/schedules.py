@@ -24,18 +24,22 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 
 from broker.cron import parse_cron
-from broker.destinations import is_url
+from broker.destinations import PublishRequest, group_named, is_url, with_defaults
 from broker.errors import ApplicationError, NotFound
 from broker.ids import random_base58
 from broker.models import Message, Payload, Schedule
-from broker.publish_options import options_from_json, options_to_json, parse_publish_options
+from broker.publish_options import (
+    RequestHeaders,
+    options_from_json,
+    options_to_json,
+    parse_publish_options,
+)
 from broker.services.publish import Draft, messages_publish, publish_limits
 from broker.services.queues import queue_name_check
 from broker.urls_check import validate_http_url
@@ -53,17 +57,6 @@ NOT_FOR_SCHEDULES = (
 FIRE_CHUNK = 1000  # schedules per transaction
 
 
-@dataclass
-class ScheduleRequest:
-    """``POST /v2/schedules/{destination}`` as the client sent it."""
-
-    destination: str
-    headers: Mapping[str, str]
-    body: bytes
-    query: Mapping[str, str]
-    caller_ip: str = ""
-
-
 def schedule_id_check(value: str) -> str:
     if not SCHEDULE_ID.match(value):
         raise ApplicationError(
@@ -72,23 +65,8 @@ def schedule_id_check(value: str) -> str:
     return value
 
 
-def _header(request: ScheduleRequest, name: str) -> str | None:
-    lower = name.lower()
-    for key, value in request.headers.items():
-        if key.lower() == lower:
-            return value.strip()
-    found = request.query.get(lower)
-    return found.strip() if found is not None else None
-
-
 def _group(destination: str) -> UrlGroup:
-    group = url_groups_by_name([destination]).get(destination)
-    if group is None:
-        raise ApplicationError(
-            f"invalid destination {destination!r}: not a url (add http:// or https://) "
-            "and no url group has that name"
-        )
-    return group
+    return group_named(url_groups_by_name([destination]), destination)
 
 
 def _withdraw(schedule: Schedule, now: datetime) -> None:
@@ -121,38 +99,30 @@ def _set_next(
 
 
 @transaction.atomic
-def schedule_upsert(*, request: ScheduleRequest, now: datetime) -> Schedule:
+def schedule_upsert(*, request: PublishRequest, now: datetime) -> Schedule:
     """Create the schedule, or overwrite the one with the same id. Raises ApplicationError
     (400) for bad input; nothing is written then. (No cap on their number: QStash's 412
     is a plan limit, and a trigger costs one indexed row.)"""
-    cron_text = _header(request, "Upstash-Cron")
+    h = RequestHeaders(request.headers, request.query)
+    cron_text = h.get("Upstash-Cron")
     if not cron_text:
         raise ApplicationError("invalid Upstash-Cron: it is required")
     cron = parse_cron(cron_text)
     next_fire = cron.next_after(now)
     for name in NOT_FOR_SCHEDULES:
-        if _header(request, name):
+        if h.get(name):
             raise ApplicationError(f"invalid {name}: not supported on a schedule")
-    schedule_id = _header(request, "Upstash-Schedule-Id") or "scd_" + random_base58(22)
+    schedule_id = h.get("Upstash-Schedule-Id") or "scd_" + random_base58(22)
     schedule_id_check(schedule_id)
-    queue = _header(request, "Upstash-Queue-Name") or ""
+    queue = h.get("Upstash-Queue-Name") or ""
     if queue:
         queue_name_check(queue, field="Upstash-Queue-Name")
     headers: Mapping[str, str] = request.headers
     if is_url(request.destination):
         validate_http_url(request.destination, field="destination url")
     else:
-        group = _group(request.destination)
         # The group's default headers as they are now, under the request's own.
-        given = {name.lower() for name in headers}
-        headers = {
-            **{
-                k: ", ".join(v) if isinstance(v, list) else str(v)
-                for k, v in group.default_headers.items()
-                if k.lower() not in given
-            },
-            **headers,
-        }
+        headers = with_defaults(_group(request.destination).default_headers, headers)
     options = parse_publish_options(headers, request.query, now=now, limits=publish_limits())
     delay = 0
     if options.not_before is not None:
