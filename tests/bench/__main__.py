@@ -58,6 +58,7 @@ from pathlib import Path
 from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules, store
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
+    BENCH_DB,
     PRODUCT_REDIS_DB,
     QUEUE,
     WEB_WORKERS,
@@ -498,6 +499,32 @@ def publish_details(pub: PublishResult) -> str:
     )
 
 
+def delivery_row(dlv: DeliveryResult) -> str:
+    dr = dlv.product_rate / dlv.baseline_rate
+    return (
+        f"delivery  {dlv.product_rate:6.0f}/s   baseline (bare Celery + requests) "
+        f"{dlv.baseline_rate:6.0f}/s   ratio {dr:5.2f}  (target >= {TARGET_DELIVERY:g})"
+        f"     {verdict(dr >= TARGET_DELIVERY)}"
+    )
+
+
+def backlog_row(backlog: BacklogResult) -> str:
+    return (
+        f"backlog   {backlog.count} msgs drained {backlog.rate:5.0f}/s;"
+        f" peak RSS MiB: {pipeline.rss_line(backlog.rss)}"
+    )
+
+
+def delivery_details(dlv: DeliveryResult) -> str:
+    best = max(dlv.product, key=lambda r: r.rate)
+    return (
+        f"delivery rounds /s: product {rates(dlv.product)}; baseline {rates(dlv.baseline)}"
+        f"  (best of each; product {best.count} msgs, first receipt -> all DELIVERED in"
+        f" {best.seconds:.2f}s, sink alone {best.count / best.sink_seconds:.0f}/s,"
+        f" {best.hints} hints queued; baseline {dlv.baseline[0].count} tasks)"
+    )
+
+
 def summary(
     pub: PublishResult,
     dlv: DeliveryResult,
@@ -509,14 +536,11 @@ def summary(
     gated: gates.GatesResult,
     timed: schedules.SchedulesResult,
 ) -> None:
-    dr = dlv.product_rate / dlv.baseline_rate
     p50, p95 = statistics.median(lat.latencies_ms), pct(lat.latencies_ms, 0.95)
     best = max(dlv.product, key=lambda r: r.rate)
     rows = [
         *publish_rows(pub),
-        f"delivery  {dlv.product_rate:6.0f}/s   baseline (bare Celery + requests) "
-        f"{dlv.baseline_rate:6.0f}/s   ratio {dr:5.2f}  (target >= {TARGET_DELIVERY:g})"
-        f"     {verdict(dr >= TARGET_DELIVERY)}",
+        delivery_row(dlv),
         f"latency   p50 {p50:.1f} ms  p95 {p95:.1f} ms  (target p50 < {TARGET_P50_MS:g} ms)"
         f"   {verdict(p50 < TARGET_P50_MS)}",
         f"delayed   {pipeline.ms_stats(late.delayed_ms)}  receipt - due time,"
@@ -533,10 +557,7 @@ def summary(
         f" lag {pipeline.ms_stats(steady.lag_ms)}",
     ]
     if backlog is not None:
-        rows.append(
-            f"backlog   {backlog.count} msgs drained {backlog.rate:5.0f}/s;"
-            f" peak RSS MiB: {pipeline.rss_line(backlog.rss)}"
-        )
+        rows.append(backlog_row(backlog))
     else:
         rows.append(
             f"backlog   not run (opt-in: BENCH_BACKLOG={pipeline.BACKLOG_SUGGESTED} make bench)"
@@ -546,10 +567,7 @@ def summary(
     rows += gate_rows + schedule_rows
     details = [
         publish_details(pub),
-        f"delivery rounds /s: product {rates(dlv.product)}; baseline {rates(dlv.baseline)}"
-        f"  (best of each; product {best.count} msgs, first receipt -> all DELIVERED in"
-        f" {best.seconds:.2f}s, sink alone {best.count / best.sink_seconds:.0f}/s,"
-        f" {best.hints} hints queued; baseline {dlv.baseline[0].count} tasks)",
+        delivery_details(dlv),
         f"latency reference: publish API answer p50 {statistics.median(lat.api_ms):.1f} ms"
         f" (baseline view {statistics.median(lat.baseline_api_ms):.1f} ms);"
         f" plain POST to the sink p50 {statistics.median(lat.reference_ms):.2f} ms"
@@ -599,13 +617,13 @@ def main() -> int:
     BENCH_ONLY=store runs the store section alone, BENCH_ONLY=publish the publish stage
     alone; BENCH_STORE=0 skips the store section.
     """
-    if ONLY not in ("", "store", "publish"):
-        print(f"BENCH_ONLY={ONLY!r}: use store or publish", file=sys.stderr)
+    if ONLY not in ("", "store", "publish", "delivery"):
+        print(f"BENCH_ONLY={ONLY!r}: use store, publish or delivery", file=sys.stderr)
         return 2
     code = 0 if ONLY == "store" else main_pipeline()
     if (
         code == 0
-        and ONLY != "publish"
+        and ONLY not in ("publish", "delivery")
         and (ONLY == "store" or os.environ.get("BENCH_STORE", "1") != "0")
     ):
         code = main_store()
@@ -652,7 +670,7 @@ def main_pipeline() -> int:
     started = time.monotonic()
     try:
         log(
-            f"fresh database qstash_bench, Redis dbs {PRODUCT_REDIS_DB}/{BASELINE_REDIS_DB};"
+            f"fresh database {BENCH_DB}, Redis dbs {PRODUCT_REDIS_DB}/{BASELINE_REDIS_DB};"
             f" logs in {workdir}"
         )
         db.recreate()
@@ -678,8 +696,9 @@ def main_pipeline() -> int:
         servers = Servers(sink, web, web_port, base, base_port, minimal, minimal_port)
 
         stages = 9 if pipeline.BACKLOG > 0 else 8
-        log(f"1/{stages} publish throughput (no worker running)")
-        pub = bench_publish(env, db, servers, deadline)
+        if ONLY != "delivery":
+            log(f"1/{stages} publish throughput (no worker running)")
+            pub = bench_publish(env, db, servers, deadline)
         if ONLY == "publish":
             print("\n" + "=" * 100)
             print("\n".join(publish_rows(pub)))
@@ -691,6 +710,22 @@ def main_pipeline() -> int:
 
         log(f"2/{stages} delivery throughput")
         dlv, children = bench_delivery(env, db, sink, deadline)
+        if ONLY == "delivery":
+            rows = [delivery_row(dlv), delivery_details(dlv)]
+            if pipeline.BACKLOG > 0:
+                log(f"draining a backlog of {pipeline.BACKLOG} (memory sampled)")
+                drained, children = pipeline.bench_backlog(env, db, sink, children, deadline)
+                best = max(dlv.product, key=lambda r: r.rate)
+                rows.append(backlog_row(drained))
+                rows.append(
+                    f"backlog: peak RSS MiB draining {best.count} msgs (delivery round):"
+                    f" {pipeline.rss_line(best.rss)}"
+                )
+            print("\n" + "=" * 100)
+            print("\n".join(rows))
+            print("=" * 100, flush=True)
+            failed = False
+            return 0
 
         log(f"3/{stages} idle latency (web, worker and clock running)")
         lat = bench_latency(env, db, servers, children, deadline)

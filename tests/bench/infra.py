@@ -26,9 +26,10 @@ from tests.bench import procs
 from tests.bench.procs import ROOT, Deadline, Proc
 from tests.bench.sink import SinkClient
 
-BENCH_DB = "qstash_bench"
-PRODUCT_REDIS_DB = 10
-BASELINE_REDIS_DB = 11
+# Overridable so that a second run (a profile beside a measured run) has its own store.
+BENCH_DB = os.environ.get("BENCH_DB", "qstash_bench")
+PRODUCT_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "10"))
+BASELINE_REDIS_DB = PRODUCT_REDIS_DB + 1
 QUEUE = "qstash-bench"
 
 
