@@ -6,8 +6,9 @@ messages at once (claimed and not yet recorded), so memory is bounded whatever
 the backlog, and claims only as many as it has free slots, so nothing it holds
 waits behind anything else:
 
-- **senders** (a thread pool, one thread per slot): sign and send one message;
-  a slow destination holds only its own slot, up to its timeout;
+- **sender** (one thread running an asyncio event loop): signs and sends every
+  claimed message as its own task; a slow destination holds only its own slot,
+  up to its timeout;
 - **recorder** (one thread): writes outcomes as they come back, a few
   milliseconds' worth per transaction; a failed write (the database restarted)
   is retried after reconnecting, never by sending again;
@@ -24,6 +25,7 @@ sent again. Nothing else sends a message twice.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -31,7 +33,6 @@ import queue
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import Error as DbError
@@ -84,8 +85,10 @@ class DeliveryEngine:
         self._wake_feeder = threading.Event()
         self._stopping = threading.Event()
         self._outcomes: queue.Queue[Attempt] = queue.Queue()
-        self._senders = ThreadPoolExecutor(slots, thread_name_prefix="qstash-send")
+        self._loop = asyncio.new_event_loop()
+        self._sending: set[asyncio.Task[None]] = set()  # held here so they are not collected
         for target, name in (
+            (self._loop.run_forever, "qstash-send"),
             (self._record_loop, "qstash-record"),
             (self._renew_loop, "qstash-renew"),
             (self._feed_loop, "qstash-feed"),
@@ -138,8 +141,8 @@ class DeliveryEngine:
         with self._lock:
             for row in rows:
                 self._held[row.pk] = token
-        for row in rows:
-            self._senders.submit(self._send, row, token, signing_key)
+        # One wake-up of the loop for the whole claim.
+        self._loop.call_soon_threadsafe(self._start_sends, rows, token, signing_key)
         return len(rows)
 
     def _worth_claiming(self) -> bool:
@@ -165,9 +168,15 @@ class DeliveryEngine:
 
     # --- sending ------------------------------------------------------------------
 
-    def _send(self, message: Message, token: uuid.UUID, signing_key: str) -> None:
+    def _start_sends(self, rows: list[Message], token: uuid.UUID, signing_key: str) -> None:
+        for row in rows:
+            task = self._loop.create_task(self._send(row, token, signing_key))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, message: Message, token: uuid.UUID, signing_key: str) -> None:
         try:
-            result = message_send(message, signing_key=signing_key)
+            result = await message_send(message, signing_key=signing_key)
         except Exception as exc:  # message_send never raises; a bug must not leak the slot
             logger.exception("sending %s failed unexpectedly", message.message_id)
             result = HttpResult(error=f"request failed: {exc.__class__.__name__}")

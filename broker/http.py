@@ -1,31 +1,39 @@
-"""All outbound HTTP: deliveries and callbacks go through ``send`` and nothing else.
+"""All outbound HTTP: deliveries and callbacks go through ``send_async`` (or ``send``,
+its form for a caller without an event loop) and nothing else.
 
-One pooled urllib3 manager per process (keep-alive, thread-safe), the message's
-own timeout, a cap on the response body kept, no redirects followed, and the
-destination policy applied where the socket is opened: the host name is judged
-before DNS, the name is resolved once (inside the message's timeout), every
-address is judged, and the socket connects to a judged address. urllib3 is the
-only URL parser on this path, so what is checked is what is connected to.
-``send`` returns a result and never raises into a task: an error is a readable
-string on the result.
+- The delivery engine sends every message of a worker process from one event
+  loop, so a hundred requests in flight cost no thread each (a thread per
+  request spent more time handing the GIL around than sending).
+- Kept-alive connections are pooled per loop and per destination; the message's
+  own timeout bounds the whole attempt; the response body kept is capped; no
+  redirect is followed.
+- The destination policy applies where the socket is opened: the host name is
+  judged before DNS, the name is resolved once (inside the message's timeout),
+  every address is judged, and the socket connects to a judged address.
+  urllib3's ``parse_url`` is the only URL parser on this path, so what is
+  checked is what is connected to.
+- The bytes on the wire are ``broker/http_wire.py``'s.
+
+Neither function raises into its caller: an error is a readable string on the result.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import socket
+import ssl
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
-import urllib3
 from django.conf import settings
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util import connection as urllib3_connection
+from urllib3.util import parse_url
 
+from broker import http_wire
 from broker.destination_policy import DENIED, DestinationPolicy
 from broker.header_check import owned_by_connection
 
@@ -52,104 +60,282 @@ class HttpResult:
         return None
 
 
-class DestinationRefused(urllib3.exceptions.NewConnectionError):
+class DestinationRefused(Exception):
     """The policy refused the host or one of its addresses; no socket was opened."""
 
-    def __init__(self, conn: Any, reason: str) -> None:
-        super().__init__(conn, reason)
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 
-# getaddrinfo cannot be given a timeout; a small pool lets the caller stop waiting.
+class _ConnectFailed(Exception):
+    """No connection could be made (name not found, refused, unreachable)."""
+
+
+# Name lookups run here, not in the event loop's default executor: a lookup that
+# outlives its message's timeout is abandoned, and nothing waits for it to end.
 _resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="qstash-dns")
 
 
-def _resolve(host: str, port: int, timeout: float | None) -> list[tuple[Any, ...]]:
-    future = _resolver.submit(
+async def _open_checked(host: str, port: int) -> socket.socket:
+    """A socket connected to ``host`` at an address the destination policy allows."""
+    policy = _resources()[0]
+    if reason := policy.host_error(host):
+        raise DestinationRefused(reason)
+    lookup = functools.partial(
         socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
     )
-    return future.result(timeout=timeout)  # TimeoutError when DNS is slower than that
-
-
-def _open_checked(conn: HTTPConnection) -> socket.socket:
-    """What ``HTTPConnection._new_conn`` does, connecting only to judged addresses."""
-    policy = _resources()[1]
-    host = conn._dns_host
-    if reason := policy.host_error(host):
-        raise DestinationRefused(conn, reason)
-    timeout = conn.timeout if isinstance(conn.timeout, float | int) else None
+    loop = asyncio.get_running_loop()
     try:
-        infos = _resolve(host, conn.port or 80, timeout)
+        infos = await loop.run_in_executor(_resolver, lookup)
     except socket.gaierror as exc:
-        raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
-    except TimeoutError as exc:
-        raise urllib3.exceptions.ConnectTimeoutError(conn, f"timed out resolving {host}") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
-    if not addresses:
-        raise urllib3.exceptions.NameResolutionError(conn.host, conn, socket.gaierror(host))
-    if policy.checks_addresses and not all(policy.address_allowed(a) for a in addresses):
-        # The address is not named: a token holder must not learn internal IPs.
-        raise DestinationRefused(conn, f"destination host {host} {DENIED}")
+        raise _ConnectFailed(f"could not resolve host: {exc}") from exc
+    targets = list(dict.fromkeys((info[0], info[4]) for info in infos))
+    if not targets:
+        raise _ConnectFailed(f"could not resolve host: {host}")
+    if policy.checks_addresses and not all(policy.address_allowed(str(a[0])) for _, a in targets):
+        raise DestinationRefused(f"destination host {host} {DENIED}")
     error: OSError | None = None
-    for address in addresses:
+    for family, address in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            return urllib3_connection.create_connection(
-                (address, conn.port),
-                conn.timeout,
-                source_address=conn.source_address,
-                socket_options=conn.socket_options,
-            )
-        except TimeoutError as exc:
-            raise urllib3.exceptions.ConnectTimeoutError(
-                conn, f"connection to {host} timed out"
-            ) from exc
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, address)
+            return sock
         except OSError as exc:
+            sock.close()
             error = exc
-    raise urllib3.exceptions.NewConnectionError(
-        conn, f"Failed to establish a new connection: {error}"
+        except BaseException:
+            sock.close()
+            raise
+    raise _ConnectFailed(f"connection failed: {error}")
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a URL sends a request: the pool key, the request line's target and ``Host``."""
+
+    scheme: str
+    host: str  # as connected to (no brackets)
+    port: int
+    path: str
+    host_header: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> _Target:
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    if scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"cannot send to {url!r}")
+    default = 443 if scheme == "https" else 80
+    port = parsed.port or default
+    host = parsed.host.strip("[]")
+    shown = f"[{host}]" if ":" in host else host
+    return _Target(
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=parsed.request_uri,
+        host_header=shown if port == default else f"{shown}:{port}",
     )
 
 
-class _CheckedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _open_checked(self)
+@dataclass
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    def dropped(self) -> bool:
+        """Closed by the destination while idle, or holding bytes nobody asked for
+        (which would be read as the next request's answer)."""
+        unasked = len(getattr(self.reader, "_buffer", b""))  # StreamReader has no public size
+        return self.writer.is_closing() or self.reader.at_eof() or unasked > 0
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-class _CheckedHTTPSConnection(HTTPSConnection):
-    # The socket goes to the checked address; TLS still verifies and sends SNI
-    # for the host name (urllib3 wraps this socket using self.host).
-    def _new_conn(self) -> socket.socket:
-        return _open_checked(self)
+class _Pool:
+    """Idle connections of one event loop per (scheme, host, port), at most ``per_host`` each."""
+
+    def __init__(self, per_host: int) -> None:
+        self.per_host = per_host
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+
+    def take(self, target: _Target) -> _Connection | None:
+        idle = self._idle.get(target.key)
+        while idle:
+            conn = idle.pop()
+            if not conn.dropped():
+                return conn
+            conn.close()
+        return None
+
+    def give_back(self, target: _Target, conn: _Connection) -> None:
+        idle = self._idle.setdefault(target.key, [])
+        if len(idle) < self.per_host:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    def clear(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
 
 
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _CheckedHTTPConnection
+_resources_of: tuple[int, DestinationPolicy, ssl.SSLContext] | None = None
+# Connections belong to the loop they were opened on.
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
 
 
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _CheckedHTTPSConnection
+def _resources() -> tuple[DestinationPolicy, ssl.SSLContext]:
+    global _resources_of
+    if _resources_of is None or _resources_of[0] != os.getpid():
+        _resources_of = (os.getpid(), DestinationPolicy.from_settings(), _tls_context())
+        _pools.clear()
+    return _resources_of[1], _resources_of[2]
 
 
-_pool: tuple[int, urllib3.PoolManager, DestinationPolicy] | None = None
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
 
 
-def _resources() -> tuple[urllib3.PoolManager, DestinationPolicy]:
-    # Built lazily and again after a fork: sockets must not be shared between
-    # Celery's prefork children.
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        manager = urllib3.PoolManager(
-            num_pools=256, maxsize=max(4, settings.QSTASH_DELIVERY_CONCURRENCY), block=False
-        )
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-        _pool = (os.getpid(), manager, DestinationPolicy.from_settings())
-    return _pool[1], _pool[2]
+def _pool() -> _Pool:
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = _Pool(max(4, settings.QSTASH_DELIVERY_CONCURRENCY))
+    return pool
 
 
 def reset() -> None:
-    """Forget the pool and policy (tests change settings between cases)."""
-    global _pool
-    _pool = None
+    """Forget the pools and the policy (tests change settings between cases)."""
+    global _resources_of
+    _resources_of = None
+    _pools.clear()
+
+
+async def _connect(target: _Target) -> _Connection:
+    sock = await _open_checked(target.host, target.port)
+    tls = _resources()[1] if target.scheme == "https" else None
+    try:
+        reader, writer = await asyncio.open_connection(
+            sock=sock,
+            ssl=tls,
+            server_hostname=target.host if tls else None,
+            limit=http_wire.MAX_HEAD_BYTES,
+        )
+    except BaseException:
+        sock.close()
+        raise
+    return _Connection(reader, writer)
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+    except asyncio.LimitOverrunError:
+        raise http_wire.ProtocolError("a line of the answer's head is too long") from None
+
+
+async def _read_upto(reader: asyncio.StreamReader, size: int) -> bytes:
+    parts: list[bytes] = []
+    while size > 0 and (chunk := await reader.read(size)):
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+async def _read_response(
+    reader: asyncio.StreamReader, *, method: str, cap: int
+) -> http_wire.Response:
+    """``http_wire.parse_response`` over an asyncio stream."""
+    parser = http_wire.parse_response(method=method, cap=cap)
+    try:
+        op, size = next(parser)
+        while True:
+            if op == http_wire.LINE:
+                data = await _readline(reader)
+            elif op == http_wire.EXACT:
+                try:
+                    data = await reader.readexactly(size)
+                except asyncio.IncompleteReadError as exc:
+                    data = exc.partial
+            else:
+                data = await _read_upto(reader, size)
+            op, size = parser.send(data)
+    except StopIteration as done:
+        return done.value
+
+
+async def _exchange(target: _Target, request: bytes, method: str) -> http_wire.Response:
+    pool = _pool()
+    conn = pool.take(target) or await _connect(target)
+    try:
+        conn.writer.write(request)
+        await conn.writer.drain()
+        response = await _read_response(
+            conn.reader, method=method, cap=settings.QSTASH_RESPONSE_BODY_CAP
+        )
+    except BaseException:
+        conn.close()
+        raise
+    if response.reusable:
+        pool.give_back(target, conn)
+    else:
+        conn.close()
+    return response
+
+
+async def send_async(
+    *,
+    method: str,
+    url: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    timeout: float,
+) -> HttpResult:
+    """Send one request on the running loop. Never raises: failures come back as
+    ``HttpResult.error``. ``timeout`` bounds all of it: lookup, connect, send and answer."""
+    started = time.monotonic()
+    result = HttpResult()
+    try:
+        target = _target(url)
+        # Whatever row or code path a header list came from, it cannot reframe the request.
+        kept = [(name, value) for name, value in headers if not owned_by_connection(name)]
+        request = http_wire.request_bytes(
+            method=method, target=target.path, host=target.host_header, headers=kept, body=body
+        )
+        async with asyncio.timeout(timeout):
+            response = await _exchange(target, request, method)
+        result.status, result.headers, result.body = (
+            response.status,
+            response.headers,
+            response.body,
+        )
+    except DestinationRefused as exc:
+        result.error = exc.reason
+    except _ConnectFailed as exc:
+        result.error = str(exc)
+    except TimeoutError:
+        result.error = f"timeout: no response within {timeout:g}s"
+    except (http_wire.ProtocolError, OSError, ValueError) as exc:
+        result.error = f"request failed: {exc.__class__.__name__}: {exc}"
+    except Exception as exc:  # a task must get a result, whatever went wrong
+        logger.exception("unexpected error sending to %s", url)
+        result.error = f"request failed: {exc.__class__.__name__}: {exc}"
+    result.duration_ms = int((time.monotonic() - started) * 1000)
+    return result
 
 
 def send(
@@ -160,61 +346,15 @@ def send(
     body: bytes,
     timeout: float,
 ) -> HttpResult:
-    """Send one request. Never raises: failures come back as ``HttpResult.error``."""
-    started = time.monotonic()
-    manager, _ = _resources()
-    result = HttpResult()
-    request_headers = urllib3.HTTPHeaderDict()
-    for name, value in headers:
-        # Whatever row or code path a header list came from, it cannot reframe the request.
-        if not owned_by_connection(name):
-            request_headers.add(name, value)
-    cap = settings.QSTASH_RESPONSE_BODY_CAP
-    try:
-        response = manager.request(
-            method,
-            url,
-            body=body if body or method not in ("GET", "HEAD", "DELETE") else None,
-            headers=request_headers,
-            timeout=urllib3.Timeout(total=timeout),
-            retries=False,
-            redirect=False,
-            preload_content=False,
-        )
+    """``send_async`` for a caller without a loop (scripts, tests): one request on a
+    loop of its own, its connection closed after."""
+
+    async def once() -> HttpResult:
         try:
-            result.status = response.status
-            for name, value in response.headers.iteritems():
-                result.headers.setdefault(name, []).append(value)
-            result.body = response.read(cap)
-            if len(result.body) == cap and response.read(1):
-                # Do not drain an unbounded body to save the connection.
-                response.close()
+            return await send_async(
+                method=method, url=url, headers=headers, body=body, timeout=timeout
+            )
         finally:
-            response.release_conn()
-    # urllib3 derives these connection errors from its TimeoutError: test them first.
-    except DestinationRefused as exc:
-        result.error = exc.reason
-    except urllib3.exceptions.NameResolutionError as exc:
-        result.error = f"could not resolve host: {_reason(exc)}"
-    except urllib3.exceptions.NewConnectionError as exc:
-        result.error = f"connection failed: {_reason(exc)}"
-    except urllib3.exceptions.TimeoutError:
-        result.status = None
-        result.error = f"timeout: no response within {timeout:g}s"
-    except urllib3.exceptions.HTTPError as exc:
-        result.status = None
-        result.error = f"request failed: {_reason(exc)}"
-    except Exception as exc:  # a task must get a result, whatever went wrong
-        logger.exception("unexpected error sending to %s", url)
-        result.status = None
-        result.error = f"request failed: {exc.__class__.__name__}: {exc}"
-    result.duration_ms = int((time.monotonic() - started) * 1000)
-    return result
+            _pool().clear()
 
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    # urllib3 prefixes the connection object's repr; keep what a person can read.
-    if "): " in text:
-        text = text.split("): ", 1)[1]
-    return text
+    return asyncio.run(once())

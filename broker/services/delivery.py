@@ -40,10 +40,13 @@ def delivery_headers(message: Message, *, signing_key: str, now: float) -> list[
     return headers
 
 
-def message_send(message: Message, *, signing_key: str) -> HttpResult:
-    """Sign and send one attempt of ``message``. Never raises: errors are on the result."""
+async def message_send(message: Message, *, signing_key: str) -> HttpResult:
+    """Sign and send one attempt of ``message`` (on the engine's event loop).
+
+    Never raises: errors are on the result.
+    """
     headers = delivery_headers(message, signing_key=signing_key, now=timezone.now().timestamp())
-    return http.send(
+    return await http.send_async(
         method=message.method,
         url=message.url,
         headers=headers,
