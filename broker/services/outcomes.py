@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from broker.backoff import decide
 from broker.http import HttpResult
@@ -62,7 +62,7 @@ class Attempt:
 
 @dataclass
 class _Writes:
-    delivered: dict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    delivered: list[tuple[int, datetime, int]] = field(default_factory=list)  # pk, when, status
     changed: list[Message] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
     dead: list[DlqEntry] = field(default_factory=list)
@@ -76,11 +76,21 @@ class _Writes:
 def _held(attempts: list[Attempt]) -> set[int]:
     """Lock and return the pks whose claim is still the attempt's own."""
     tokens = {a.message.pk: a.token for a in attempts}
-    rows = (
-        Message.objects.select_for_update()
-        .filter(pk__in=list(tokens), state=Message.State.ACTIVE)
-        .values_list("pk", "claim_token")
-    )
+    if connection.vendor == "postgresql":
+        # One array parameter instead of a placeholder per row: the client binds it cheaply.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, claim_token FROM broker_message"
+                " WHERE id = ANY(%s) AND state = 'ACTIVE' FOR UPDATE",
+                [list(tokens)],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = list(
+            Message.objects.select_for_update()
+            .filter(pk__in=list(tokens), state=Message.State.ACTIVE)
+            .values_list("pk", "claim_token")
+        )
     return {pk for pk, token in rows if token == tokens[pk]}
 
 
@@ -103,15 +113,7 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
         )
     if outcome.state == Message.State.DELIVERED:
         assert result.status is not None
-        writes.delivered[result.status].append(message.pk)
-        writes.logs.append(
-            LogEntry(
-                message=message,
-                state=LogEntry.State.DELIVERED,
-                time=now,
-                response_status=result.status,
-            )
-        )
+        writes.delivered.append((message.pk, now, result.status))
         return
     error = result.error or f"destination answered {result.status}"
     body = result.body if result.status is not None else None
@@ -163,8 +165,34 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
     writes.changed.append(row)
 
 
-def _write(writes: _Writes, now: datetime) -> None:
-    for status, pks in writes.delivered.items():
+# The common outcome in one statement: the rows and their DELIVERED log rows.
+_DELIVERED_SQL = """
+WITH done AS (
+    UPDATE broker_message m
+    SET state = 'DELIVERED', due_at = NULL, claim_token = NULL, flow_slot = false,
+        finished_at = %(now)s, updated_at = %(now)s, last_response_status = d.status
+    FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(statuses)s::integer[])
+        AS d(id, at, status)
+    WHERE m.id = d.id
+    RETURNING m.id, d.at, d.status
+)
+INSERT INTO broker_logentry (message_id, state, time, error, response_status)
+SELECT id, 'DELIVERED', at, '', status FROM done
+"""
+
+
+def _delivered_write(delivered: list[tuple[int, datetime, int]], now: datetime) -> None:
+    if connection.vendor == "postgresql":
+        ids, times, statuses = (list(column) for column in zip(*delivered, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _DELIVERED_SQL, {"now": now, "ids": ids, "times": times, "statuses": statuses}
+            )
+        return
+    by_status: dict[int, list[int]] = defaultdict(list)
+    for pk, _, status in delivered:
+        by_status[status].append(pk)
+    for status, pks in by_status.items():
         Message.objects.filter(pk__in=pks).update(
             state=Message.State.DELIVERED,
             due_at=None,
@@ -174,6 +202,17 @@ def _write(writes: _Writes, now: datetime) -> None:
             updated_at=now,
             last_response_status=status,
         )
+    log_entries_insert(
+        [
+            LogEntry(message_id=pk, state=LogEntry.State.DELIVERED, time=at, response_status=status)
+            for pk, at, status in delivered
+        ]
+    )
+
+
+def _write(writes: _Writes, now: datetime) -> None:
+    if writes.delivered:
+        _delivered_write(writes.delivered, now)
     if writes.changed:
         Message.objects.bulk_update(writes.changed, _UNDELIVERED_FIELDS)
         if retries := [row.due_at for row in writes.changed if row.due_at is not None]:

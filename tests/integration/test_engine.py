@@ -133,6 +133,53 @@ def test_a_late_outcome_after_the_lease_was_taken_over_is_discarded() -> None:
     assert states_of(published.message_id) == ["CREATED", "ACTIVE", "ACTIVE", "DELIVERED"]
 
 
+def _due_messages(count: int, now: Any) -> list[Any]:
+    from broker.destinations import PublishRequest, drafts_for
+    from broker.services.publish import publish_limits
+
+    drafts = []
+    for i in range(count):
+        drafts += drafts_for(
+            PublishRequest(f"http://127.0.0.1:9/cap/{i}", {}, b"body-%d" % i, {}),
+            groups={},
+            now=now,
+            limits=publish_limits(),
+        )[0]
+    return messages_publish(drafts=drafts, now=now)
+
+
+@pytest.mark.django_db
+def test_a_claim_leases_logs_and_carries_the_body(settings: Any) -> None:
+    now = timezone.now()
+    published = _due_messages(3, now)
+    token, rows = messages_claim(ids=None, limit=10, now=now, lease_seconds=6)
+    assert sorted(r.message_id for r in rows) == sorted(m.message_id for m in published)
+    for row in rows:
+        assert (row.state, row.claim_token) == ("ACTIVE", token)
+        assert row.due_at == now + timedelta(seconds=6)
+        assert row.body == b"body-" + row.url.rsplit("/", 1)[1].encode()
+        assert states_of(row.message_id) == ["CREATED", "ACTIVE"]
+    # Claimed rows are leased: nobody else gets them until the lease runs out.
+    assert messages_claim(ids=None, limit=10, now=now, lease_seconds=6)[1] == []
+    later = now + timedelta(seconds=7)
+    _, again = messages_claim(ids=[rows[0].pk], limit=10, now=later, lease_seconds=6)
+    assert [r.pk for r in again] == [rows[0].pk]
+
+
+@pytest.mark.django_db
+def test_the_global_parallelism_cap_bounds_what_is_claimed(settings: Any) -> None:
+    settings.QSTASH_GLOBAL_PARALLELISM = 2
+    now = timezone.now()
+    _due_messages(5, now)
+    token, first = messages_claim(ids=None, limit=10, now=now, lease_seconds=60)
+    assert len(first) == 2
+    assert messages_claim(ids=None, limit=10, now=now, lease_seconds=60)[1] == []
+    done = Attempt(first[0], token, HttpResult(status=200), now)
+    assert messages_record_outcomes(attempts=[done], now=now) == {"DELIVERED": 1}
+    assert len(messages_claim(ids=None, limit=10, now=now, lease_seconds=60)[1]) == 1
+    assert Message.objects.filter(state="ACTIVE").count() == 2
+
+
 def _block_connections(allow: bool) -> None:
     """Refuse (or allow again) every connection to the test database, dropping live ones."""
     name = connection.settings_dict["NAME"]
