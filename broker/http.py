@@ -200,7 +200,6 @@ def _resources() -> tuple[DestinationPolicy, ssl.SSLContext]:
     global _resources_of
     if _resources_of is None or _resources_of[0] != os.getpid():
         _resources_of = (os.getpid(), DestinationPolicy.from_settings(), _tls_context())
-        _pools.clear()
     return _resources_of[1], _resources_of[2]
 
 
