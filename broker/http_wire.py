@@ -30,6 +30,7 @@ MAX_HEADERS = 200
 MAX_INTERIM = 10
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_TARGET = re.compile(r"[^\x21-\x7e]")  # a request target is visible ASCII, no spaces
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [^\r\n]*)?\r?\n")
@@ -61,6 +62,9 @@ def request_bytes(
     ``headers`` must hold no framing or hop-by-hop header (``header_check.owned_by_connection``
     filters them); each is checked here once more and a bad one raises ``ProtocolError``.
     """
+    method_ok = _TOKEN.fullmatch(method.encode("latin-1", "replace"))
+    if not method_ok or not target or _BAD_TARGET.search(target):
+        raise ProtocolError("the request line cannot be sent as given")
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
     has_encoding = False
     for name, value in headers:

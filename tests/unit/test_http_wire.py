@@ -63,6 +63,21 @@ def test_a_header_that_could_split_the_request_is_refused(name: str, value: str)
         request_bytes(method="GET", target="/", host="h", headers=[(name, value)], body=b"")
 
 
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET /x HTTP/1.1\r\nX:", "/"),
+        ("G T", "/"),
+        ("GET", "/a b"),
+        ("GET", "/a\r\nX: 1"),
+        ("GET", ""),
+    ],
+)
+def test_a_request_line_that_could_split_the_request_is_refused(method: str, target: str) -> None:
+    with pytest.raises(ProtocolError):
+        request_bytes(method=method, target=target, host="h", headers=[], body=b"")
+
+
 @given(st.text(max_size=40))
 def test_whatever_value_is_written_stays_on_its_own_line(value: str) -> None:
     try:
