@@ -138,7 +138,7 @@ def add_expired_days(conn: psycopg.Connection[Any]) -> tuple[str, str, Any]:
         # Rows of random grown messages, 3 per message as the product writes them.
         conn.execute(
             f"INSERT INTO {TABLE} (id, message_id, state, time, error)"  # noqa: S608
-            " SELECT 9000000000 + %s * 100000000 + i, 1 + (i / 3) %% 10000000,"
+            " SELECT 9000000000 + %s::bigint * 100000000 + i, 1 + (i / 3) %% 10000000,"
             " (ARRAY['CREATED', 'ACTIVE', 'DELIVERED'])[1 + i %% 3],"
             " %s + i * interval '10 milliseconds', ''"
             " FROM generate_series(0, %s - 1) i",
