@@ -248,3 +248,18 @@ def test_each_prune_batch_commits_without_waiting_for_its_flush() -> None:
     batches = [i for i, sql in enumerate(sqls) if "WITH doomed" in sql]
     assert batches
     assert all(sqls[i - 1] == "SET LOCAL synchronous_commit = off" for i in batches), sqls
+
+
+@pytest.mark.django_db
+def test_the_pruned_tables_are_vacuumed_after_one_percent_of_them_is_dead() -> None:
+    """Dead entries of pruned rows stay in the time indexes until a vacuum, and the
+    planner walks them (333 ms of planning over 3,000,000 on the grown store)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN"
+            " ('broker_logentry', 'broker_message', 'broker_payload')"
+        )
+        options = dict(cursor.fetchall())
+    assert len(options) == 3
+    for table, reloptions in options.items():
+        assert "autovacuum_vacuum_scale_factor=0.01" in (reloptions or []), table
