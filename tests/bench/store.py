@@ -111,9 +111,25 @@ def _grown_size(env: Env) -> int | None:
         return None
 
 
+def _vacuum_if_dead(env: Env, db: str) -> None:
+    """What autovacuum would have done since the last run (it is off on the bench's shared
+    server): without it, the dead index entries of the rows a prune deleted stay, and the
+    planner walks them to plan a range beyond its statistics (a ``toDate`` before every
+    log row planned in 333 ms over 3,000,000)."""
+    with _conn(env, db) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables"
+            " WHERE relname IN ('broker_message', 'broker_logentry', 'broker_payload')"
+        ).fetchone()
+        if row and row[0] > 0:
+            log(f"store: vacuuming {db} ({row[0]:,} dead rows)")
+            conn.execute("VACUUM ANALYZE broker_message, broker_logentry, broker_payload")
+
+
 def build(env: Env, db: str, messages: int, deadline: Deadline, *, reuse: bool) -> str:
     """Create, migrate and grow ``db`` (or only migrate it, when it has that size)."""
     if reuse and db == GROWN_DB and _grown_size(env) == messages:
+        _vacuum_if_dead(env, db)
         run_step(
             "migrate",
             [sys.executable, "manage.py", "migrate", "-v", "0"],
