@@ -359,12 +359,12 @@ def partition_stage(env: Env, sink: SinkClient, work: Path, deadline: Deadline) 
     table (``partition.py``), with deliveries measured meanwhile."""
     dsn = {"dbname": GROWN_DB, "connect_timeout": 5, **env.pg}
     with _conn(env, GROWN_DB) as conn:
-        if not partition._exists(conn):
+        if not partition._exists(conn) or not partition.COPY:
             log(f"store: building {partition.TABLE}, a partitioned copy of the log table")
             log(f"store: built in {partition.build_copy(conn):.0f}s")
         log(f"store: adding 2 x {partition.EXPIRED_ROWS:,} expired log rows to the copy")
         deleted_day, dropped_day, cutoff = partition.add_expired_days(conn)
-        read_ms = partition.reads(conn)
+        read_ms = partition.reads(conn) if partition.COPY else []
     product = _env(env, GROWN_DB)
     flush_redis(env, PRODUCT_REDIS_DB)
     web, port = start_gunicorn("web-part", "qstash_site.wsgi", product, work, deadline)
@@ -399,8 +399,9 @@ def partition_stage(env: Env, sink: SinkClient, work: Path, deadline: Deadline) 
         f" ({deleted / max(delete_s, 1e-6):.0f} rows/s), delivery p99"
         f" {pct(delete_ms, 0.99):.1f} ms; detach + drop in {drop_s * 1000:.0f} ms, delivery"
         f" p99 {pct(drop_ms, 0.99):.1f} ms; idle p99 {idle99:.1f} ms",
-        f"{'partition read':28s} {'table':>8s} {'partitioned':>12s}",
     ]
+    if read_ms:
+        rows.append(f"{'partition read':28s} {'table':>8s} {'partitioned':>12s}")
     rows += [f"{name:28s} {t:6.1f}ms {p:10.1f}ms" for name, t, p in read_ms]
     log(f"store: {deleted_day} deleted in batches, {dropped_day} dropped")
     return rows
