@@ -38,7 +38,11 @@ the publish stage.
 Then the store section (``store.py``): reads, filters and publish on a grown store of
 BENCH_GROWN_MESSAGES (default 10,000,000) against an empty one, and deliveries while
 BENCH_PRUNE_EXPIRED (default 1,000,000) expired messages are pruned. BENCH_ONLY=store
-runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it.
+runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it;
+BENCH_STORE_STEPS (reads,publish,drain,prune; also partition, the partitioned-log
+experiment, with BENCH_PARTITION_ROWS) picks its parts; BENCH_GROW_LIMIT_SECONDS (1800)
+bounds growing the store and adding the expired rows (BENCH_PRUNE_EXPIRED=5000000 takes
+minutes).
 """
 
 from __future__ import annotations

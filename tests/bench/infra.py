@@ -204,15 +204,23 @@ def queue_length(env: Env, db: int, queue: str) -> int:
         client.close()
 
 
-def run_step(what: str, argv: list[str], env: dict[str, str], deadline: Deadline) -> str:
-    """Run one short Python step from the repository root; its stdout, or raise with its output."""
+def run_step(
+    what: str,
+    argv: list[str],
+    env: dict[str, str],
+    deadline: Deadline,
+    *,
+    limit: float = 120.0,
+) -> str:
+    """Run one Python step from the repository root (at most ``limit`` seconds, 2 minutes
+    unless said: growing a store takes longer); its stdout, or raise with its output."""
     out = subprocess.run(
         argv,
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=max(10.0, min(120.0, deadline.left())),
+        timeout=max(10.0, min(limit, deadline.left())),
         check=False,
     )
     if out.returncode != 0:
