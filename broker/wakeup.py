@@ -99,14 +99,14 @@ def notify_on_commit(due: list[int], later: datetime | None) -> None:
 
 
 # Prepared like the insert; one payload per row of the unnest.
-_NOTIFY = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
+NOTIFY_STATEMENT = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
 
 
 def _notify(payloads: list[str]) -> None:
     try:
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(_NOTIFY, [CHANNEL, payloads])
+            cursor.execute(NOTIFY_STATEMENT, [CHANNEL, payloads])
     except DatabaseError as exc:
         # The rows are committed and the answer is owed; the sweep finds them due.
         logger.warning("due notification not sent: %s", str(exc).strip().partition("\n")[0])
