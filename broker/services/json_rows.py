@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Field
 
 from broker.models import LogEntry
@@ -33,8 +33,44 @@ def json_value(value: Any) -> Any:
     return value
 
 
+# Column kinds whose Python values JSON cannot carry as they are.
+_CONVERTED = (
+    models.DateTimeField,
+    models.DateField,
+    models.UUIDField,
+    models.BinaryField,
+    models.DurationField,
+    models.DecimalField,
+)
+
+
+_Pairs = list[tuple[str, str]]
+
+
+@functools.cache
+def _plan(fields: tuple[Field[Any, Any], ...]) -> tuple[_Pairs, _Pairs]:
+    """(column, attname) pairs copied as they are, and those that go through json_value.
+
+    Decided once per field list from the field classes: calling json_value on each of
+    a message's forty columns was a third of building a batch's rows (issue 10).
+    """
+    plain: list[tuple[str, str]] = []
+    converted: list[tuple[str, str]] = []
+    for f in fields:
+        (converted if isinstance(f, _CONVERTED) else plain).append((str(f.column), f.attname))
+    return plain, converted
+
+
 def json_rows(objs: Sequence[Any], fields: Sequence[Field[Any, Any]]) -> list[dict[str, Any]]:
-    return [{str(f.column): json_value(getattr(obj, f.attname)) for f in fields} for obj in objs]
+    plain, converted = _plan(tuple(fields))
+    rows = []
+    for obj in objs:
+        values = obj.__dict__
+        row = {column: values[attname] for column, attname in plain}
+        for column, attname in converted:
+            row[column] = json_value(values[attname])
+        rows.append(row)
+    return rows
 
 
 @functools.cache
