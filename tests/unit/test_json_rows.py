@@ -8,9 +8,9 @@ import uuid
 from datetime import UTC, datetime
 
 from broker.models import LogEntry, Message, Payload
+from broker.publish_options import PublishOptions
 from broker.services.json_rows import _LOG_FIELDS, json_rows, json_value
 from broker.services.publish import Draft, message_from_draft
-from broker.publish_options import PublishOptions
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 
