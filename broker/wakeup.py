@@ -98,6 +98,12 @@ def notify_on_commit(due: list[int], later: datetime | None) -> None:
         transaction.on_commit(lambda: notifier.send(payloads))
 
 
+def notify_committed(due: list[int], later: datetime | None) -> None:
+    """``notify_on_commit`` for rows the caller knows are committed (group commit)."""
+    if payloads := notify_payloads(due, later):
+        notifier.send(payloads)
+
+
 # Prepared like the insert; one payload per row of the unnest.
 NOTIFY_STATEMENT = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
 

@@ -24,10 +24,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
 from broker import wakeup
 from broker.models import LogEntry, Message, Payload
+from broker.services.group_commit import committer
 from broker.services.json_rows import json_rows, recordset
 
 # Columns written from the Message instance; ``payload_id`` is bound by position.
@@ -103,6 +105,10 @@ def messages_insert(messages: list[Message], *, now: datetime) -> None:
                 wakeup.wake_on_commit(due)
         return
 
+    if settings.QSTASH_PUBLISH_GROUP_COMMIT and not connection.in_atomic_block:
+        # Threads of this process commit together (group_commit.py says how).
+        committer.insert(messages, new_payloads, now)
+        return
     params = insert_params(messages, new_payloads, now=now)
     # What Django's cursor() does first (health check, connect), and its error
     # wrapping: an outage must surface as django.db's OperationalError (outage.py).
@@ -114,7 +120,15 @@ def messages_insert(messages: list[Message], *, now: datetime) -> None:
     for message in messages:
         message.pk, message.payload.pk = ids[message.message_id]
         message.payload_id = message.payload.pk
+    notify(messages, now)
+
+
+def notify(messages: list[Message], now: datetime, *, on_commit: bool = True) -> None:
+    """Announce the stored messages to the clock: those due now, and the earliest later
+    due time. After the caller's commit, or at once when it is known committed."""
     later = [m.not_before for m in messages if m.not_before > now]
-    wakeup.notify_on_commit(
-        [m.pk for m in messages if m.not_before <= now], min(later) if later else None
-    )
+    due = [m.pk for m in messages if m.not_before <= now]
+    if on_commit:
+        wakeup.notify_on_commit(due, min(later) if later else None)
+    else:
+        wakeup.notify_committed(due, min(later) if later else None)

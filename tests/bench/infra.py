@@ -104,6 +104,8 @@ class Env:
             LOG_LEVEL="WARNING",
             GUNICORN_LOG_LEVEL="warning",
         )
+        if os.environ.get("BENCH_GROUP_COMMIT", "") == "1":
+            env["QSTASH_PUBLISH_GROUP_COMMIT"] = "1"  # issue 10: the committer thread
         return env
 
     def baseline_web(self, settings_module: str) -> dict[str, str]:
