@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,8 +62,17 @@ def publish_limits() -> Limits:
     )
 
 
-# (attname, field) of every concrete Message column, in the order Message(*args) takes.
-_MESSAGE_FIELDS = tuple((f.attname, f) for f in Message._meta.concrete_fields)
+def _default_of(field: Any) -> Callable[[], Any]:
+    """The field's default as a function: its callable (a fresh dict, a new message
+    id) or its constant, read once (Django's own get_default returns that same object)."""
+    if field.has_default() and callable(field.default):
+        return field.default  # type: ignore[no-any-return]
+    constant = field.get_default()
+    return lambda: constant
+
+
+# (attname, default) of every concrete Message column, in the order Message(*args) takes.
+_MESSAGE_FIELDS = tuple((f.attname, _default_of(f)) for f in Message._meta.concrete_fields)
 
 
 def message_from_draft(draft: Draft, now: datetime) -> Message:
@@ -110,7 +120,7 @@ def message_from_draft(draft: Draft, now: datetime) -> Message:
         "flow_control_period": fc.period,
     }
     # Typed Any: the stubs check positional values against the first field (id) only.
-    args: Any = [values[n] if n in values else field.get_default() for n, field in _MESSAGE_FIELDS]
+    args: Any = [values[n] if n in values else default() for n, default in _MESSAGE_FIELDS]
     message = Message(*args)
     message.payload = draft.payload
     if draft.source_message is not None:
