@@ -204,18 +204,34 @@ def run_ceiling(env: Env, url: str, rows: int, deadline: Deadline) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["rate"])
 
 
+def first_post(
+    port: int, path: str, headers: dict[str, str], deadline: Deadline
+) -> tuple[int, bytes]:
+    """The first request, retried while the workers are still starting: gunicorn binds
+    before its workers have imported Django, which takes seconds each on a busy machine
+    (with BENCH_WEB_WORKERS=8, three servers start 24 of them)."""
+    until = time.monotonic() + 60
+    while True:
+        deadline.check("waiting for the web workers")
+        try:
+            return post(port, path, headers, BODY)
+        except (TimeoutError, OSError):
+            if time.monotonic() > until:
+                raise
+
+
 def bench_publish(env: Env, db: Database, s: Servers, deadline: Deadline) -> PublishResult:
     path = "/v2/publish/" + s.sink.url("/x")
     headers = {"Authorization": f"Bearer {env.token}", "Content-Type": "application/json"}
     try:
-        status, answer = post(s.web_port, path, headers, BODY)
+        status, answer = first_post(s.web_port, path, headers, deadline)
         if status != 200 or b"messageId" not in answer:
             raise RuntimeError(f"publish answered {status}: {answer[:300]!r}\n{s.web.tail()}")
         for who, port, proc in (
             ("baseline", s.baseline_port, s.baseline),
             ("one-middleware baseline", s.minimal_port, s.minimal),
         ):
-            status, answer = post(port, path, headers, BODY)
+            status, answer = first_post(port, path, headers, deadline)
             if status != 200:
                 raise RuntimeError(f"{who} answered {status}: {answer[:300]!r}\n{proc.tail()}")
         tool = "wrk" if load.wrk_available() else "python client"
