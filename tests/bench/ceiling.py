@@ -8,8 +8,9 @@ into the parameters of ``insert_statement()``. Then N processes (as many as guni
 has workers), each with one psycopg connection in autocommit and the product's
 ``prepare_threshold``, loop for S seconds over exactly what a publish sends: the
 statement (message, payload and CREATED log row, committed by itself) and, after its
-commit, the ``pg_notify`` of the new id. Only a fresh ``message_id`` per row and the
-JSON encoding happen in Python between the two.
+commit, the new id handed to the product's notifier thread (``wakeup.Notifier``: one
+``pg_notify`` for whatever is waiting, on its own connection). Only a fresh
+``message_id`` per row and the JSON encoding happen in Python between statements.
 
 ``--rows K`` sends K messages per statement and one NOTIFY for them: what a writer
 that commits every waiting request together could reach at best (issue 10, group
@@ -31,15 +32,13 @@ from typing import Any
 def _loop(
     conninfo: dict[str, Any],
     statement: str,
-    notify: str,
-    channel: str,
     params: list[Any],
     start_at: float,
     seconds: float,
     queue: multiprocessing.Queue,  # type: ignore[type-arg]
 ) -> None:
     try:
-        queue.put(_measure(conninfo, statement, notify, channel, params, start_at, seconds))
+        queue.put(_measure(conninfo, statement, params, start_at, seconds))
     except BaseException as exc:
         queue.put(repr(exc))
         raise
@@ -48,14 +47,15 @@ def _loop(
 def _measure(
     conninfo: dict[str, Any],
     statement: str,
-    notify: str,
-    channel: str,
     params: list[Any],
     start_at: float,
     seconds: float,
 ) -> tuple[int, float]:
     import psycopg
 
+    from broker import wakeup
+
+    send = wakeup.notifier.send
     rows = json.loads(params[1])
     with psycopg.connect(**conninfo, autocommit=True) as conn, psycopg.Cursor(conn) as cur:
         # Warm up: the statement is prepared from its second run, as in the product.
@@ -71,7 +71,9 @@ def _measure(
                 row["message_id"] = "msg_" + os.urandom(13).hex()
             cur.execute(statement, [params[0], json.dumps(rows), params[2], datetime.now(UTC)])
             ids = [str(r[0]) for r in cur.fetchall()]
-            cur.execute(notify, [channel, [",".join(ids)]])
+            # After the commit, as the product does: handed to this process's notifier
+            # thread, which sends what is waiting in one statement on its own connection.
+            send([",".join(ids)])
             done += len(ids)
         return done, time.time()
 
@@ -91,7 +93,6 @@ def main() -> int:
     from django.db import connection, connections
     from django.utils import timezone
 
-    from broker import wakeup
     from broker.destinations import PublishRequest, drafts_for
     from broker.services.message_insert import insert_params, insert_statement
     from broker.services.publish import message_from_draft, publish_limits
@@ -124,8 +125,6 @@ def main() -> int:
             args=(
                 conninfo,
                 insert_statement(),
-                wakeup.NOTIFY_STATEMENT,
-                wakeup.CHANNEL,
                 params,
                 start_at,
                 args.seconds,
