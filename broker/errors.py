@@ -18,3 +18,8 @@ class ApplicationError(Exception):
 class NotFound(ApplicationError):
     def __init__(self, message: str) -> None:
         super().__init__(message, status=404)
+
+
+class NotStored(Exception):
+    """The store did not take the request's rows (a group commit failed): nothing was
+    written, and the API answers 503 with ``Retry-After`` as for an outage."""

@@ -51,7 +51,29 @@ def _host_problem(host: str) -> str | None:
 
 
 def validate_http_url(url: str, *, field: str) -> str:
-    """Return ``url`` if it is an unambiguous absolute http(s) URL, else raise a 400."""
+    """Return ``url`` if it is an unambiguous absolute http(s) URL, else raise a 400.
+
+    The check reads nothing but the string (no DNS), so a URL that passed once
+    passes again: the last thousand or so accepted URLs are remembered per process and
+    answered without parsing them twice, the way a client publishes to the same
+    destinations over and over (issue 10). A rejected URL is never remembered
+    (only what passed is added) and is checked in full every time.
+    """
+    if url in _ACCEPTED:
+        return url
+    _check_http_url(url, field)
+    if len(_ACCEPTED) >= _ACCEPTED_MAX:
+        _ACCEPTED.clear()  # crude bound; refilled by the next requests
+    _ACCEPTED.add(url)
+    return url
+
+
+# URLs that passed _check_http_url (the field name only words the error).
+_ACCEPTED: set[str] = set()
+_ACCEPTED_MAX = 1024  # at most 4 MiB of URLs (MAX_URL_LENGTH each)
+
+
+def _check_http_url(url: str, field: str) -> None:
     if not url.startswith(("http://", "https://")):
         raise ApplicationError(
             f"invalid {field}: endpoint has invalid scheme, add http:// or https://"
@@ -89,4 +111,3 @@ def validate_http_url(url: str, *, field: str) -> str:
         or other.scheme != parts.scheme
     ):
         raise ApplicationError(f"invalid {field}: the url can be read in more than one way")
-    return url

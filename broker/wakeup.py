@@ -25,7 +25,7 @@ from datetime import datetime
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 
 logger = logging.getLogger(__name__)
 
@@ -84,32 +84,97 @@ def notify_payloads(due: list[int], later: datetime | None) -> list[str]:
 def notify_on_commit(due: list[int], later: datetime | None) -> None:
     """Once the caller's rows commit (at once in autocommit), announce them to the clock.
 
-    In a transaction of its own, after the rows' commit. PostgreSQL serializes every
-    committing transaction that sent a NOTIFY (one lock for the whole cluster, held
-    through the commit's disk flush), so a NOTIFY inside the publish statement let
-    one publish commit per flush: about 1,000/s here, where the same inserts
-    without it commit together at 1,300 to 1,600/s (issue 10). A transaction that
-    only notifies writes no data, so its commit waits for no flush and holds that
-    lock for microseconds. The hint needs no durability: one lost in a crash costs
-    a sweep.
+    Never in the rows' own transaction: PostgreSQL serializes every committing
+    transaction that sent a NOTIFY (one lock for the whole cluster, held through the
+    commit's disk flush), so a NOTIFY inside the publish statement let one publish
+    commit per flush: about 1,000/s here, where the same inserts without it commit
+    together at 1,300 to 1,600/s (issue 10). The notifier thread sends it, after the
+    commit, on a connection of its own (``Notifier``): the request answers without a
+    second round trip, and notifications that arrive together go out in one
+    statement. The hint needs no durability: one lost in a crash costs a sweep.
     """
     payloads = notify_payloads(due, later)
     if payloads:
-        transaction.on_commit(lambda: _notify(payloads))
+        transaction.on_commit(lambda: notifier.send(payloads))
+
+
+def notify_committed(due: list[int], later: datetime | None) -> None:
+    """``notify_on_commit`` for rows the caller knows are committed (group commit)."""
+    if payloads := notify_payloads(due, later):
+        notifier.send(payloads)
 
 
 # Prepared like the insert; one payload per row of the unnest.
-_NOTIFY = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
+NOTIFY_STATEMENT = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
 
 
-def _notify(payloads: list[str]) -> None:
-    try:
-        connection.ensure_connection()
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(_NOTIFY, [CHANNEL, payloads])
-    except DatabaseError as exc:
-        # The rows are committed and the answer is owed; the sweep finds them due.
-        logger.warning("due notification not sent: %s", str(exc).strip().partition("\n")[0])
+class Notifier:
+    """Per web process: a thread that sends the publishes' notifications (invariant 5).
+
+    A request hands its payloads over and answers; the thread sends whatever is
+    waiting in one ``pg_notify`` statement on a connection of its own, in autocommit
+    (a transaction that only notifies writes nothing and waits for no flush). The
+    connection is closed once nothing has come for ``IDLE_SECONDS``, so an idle
+    process holds none (and a test database can be dropped). A failure drops that
+    round's payloads with a warning and reconnects next time: a hint, never a message,
+    is lost, and the sweep delivers it.
+    """
+
+    IDLE_SECONDS = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._event = threading.Event()
+        self._pid = 0
+        self._params: dict[str, object] = {}
+        self.sent = 0  # statements sent, for tests
+
+    def send(self, payloads: list[str]) -> None:
+        with self._lock:
+            self._pending.extend(payloads)
+            if self._pid != os.getpid():  # first use, or first use after a fork
+                self._pid = os.getpid()
+                # Django's connection parameters (TLS options, test database name and
+                # prepare_threshold included), read in the request's thread, less
+                # Django's client-side binding cursor: the statement is prepared.
+                self._params = dict(connection.get_connection_params())
+                self._params.pop("cursor_factory", None)
+                self._params["application_name"] = "qstash-notifier"
+                threading.Thread(target=self._run, name="qstash-notifier", daemon=True).start()
+        self._event.set()
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[tuple[object, ...]] | None = None
+        while True:
+            if not self._event.wait(self.IDLE_SECONDS):
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                self._event.wait()
+            self._event.clear()
+            with self._lock:
+                payloads, self._pending = self._pending, []
+                params = self._params
+            if not payloads:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect(params)
+                conn.execute(NOTIFY_STATEMENT, [CHANNEL, payloads])
+                self.sent += 1
+            except psycopg.Error as exc:
+                # The rows are committed and answered; the sweep finds them due.
+                logger.warning("due notification not sent: %s", str(exc).strip().partition("\n")[0])
+                if conn is not None:
+                    conn.close()
+                conn = None
+
+    def _connect(self, params: dict[str, object]) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(**params, autocommit=True)  # type: ignore[arg-type]
+
+
+notifier = Notifier()
 
 
 def notify_due_at(when: datetime) -> None:

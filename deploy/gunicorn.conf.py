@@ -58,7 +58,11 @@ workers = _env_int("WEB_CONCURRENCY", min(2 * _cpu_count() + 1, 12))
 # so a client or load balancer holding a few connections loads only some workers, and
 # a worker holding a connection dropped by a PostgreSQL restart may not be asked again
 # (tests/integration/test_db_outage.py needs every worker to answer). With
-# GUNICORN_WORKER_CLASS=gthread each thread holds its own PostgreSQL connection.
+# GUNICORN_WORKER_CLASS=gthread each thread holds its own PostgreSQL connection; add
+# QSTASH_PUBLISH_GROUP_COMMIT=1 to have one writer per process commit the threads'
+# publishes together (broker/services/group_commit.py): it doubled gthread's publish
+# rate in the one pair of runs measured so far, on a loaded machine (README), not yet
+# enough to change this default.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync").strip() or "sync"
 # With more than one thread gunicorn swaps sync for gthread: threads only with gthread.
 threads = _env_int("GUNICORN_THREADS", 4) if worker_class == "gthread" else 1

@@ -303,6 +303,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = QSTASH_MAX_REQUEST_BYTES
 QSTASH_MAX_BATCH_ITEMS = envint("QSTASH_MAX_BATCH_ITEMS", 1000)
 # Messages one request may create, a URL group's fan-out counted.
 QSTASH_MAX_MESSAGES_PER_REQUEST = envint("QSTASH_MAX_MESSAGES_PER_REQUEST", 10_000)
+# Publishes of one web process's threads (gunicorn gthread) committed together by one
+# writer thread (broker/services/group_commit.py). Off: measured no faster here (README).
+QSTASH_PUBLISH_GROUP_COMMIT = envbool("QSTASH_PUBLISH_GROUP_COMMIT", False)
 QSTASH_MAX_GROUP_ENDPOINTS = envint("QSTASH_MAX_GROUP_ENDPOINTS", 1000)
 QSTASH_MAX_LABELS = envint("QSTASH_MAX_LABELS", 50)
 # Headers of one publish (or batch item), and their names and values together.

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from broker.api import outage
-from broker.errors import ApplicationError
+from broker.errors import ApplicationError, NotStored
 
 
 def _text(detail: Any) -> str:
@@ -26,7 +26,7 @@ def _text(detail: Any) -> str:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponseBase | None:
     if isinstance(exc, ApplicationError):
         return Response({"error": exc.message}, status=exc.status)
-    if outage.is_outage(exc):
+    if outage.is_outage(exc) or isinstance(exc, NotStored):
         request = context["request"]  # DRF's Request; Django's is inside it
         return outage.outage_response(getattr(request, "_request", request), exc)
     if isinstance(exc, exceptions.NotAuthenticated):

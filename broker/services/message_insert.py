@@ -24,10 +24,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from django.conf import settings
 from django.db import connection, transaction
 
 from broker import wakeup
 from broker.models import LogEntry, Message, Payload
+from broker.services.group_commit import committer
 from broker.services.json_rows import json_rows, recordset
 
 # Columns written from the Message instance; ``payload_id`` is bound by position.
@@ -37,7 +39,7 @@ _COLUMNS = tuple(
 
 
 @functools.cache
-def _statement() -> str:
+def insert_statement() -> str:
     names, record = recordset(_COLUMNS)
     # Built from model metadata only, never from input: S608 does not apply.
     return f"""
@@ -61,6 +63,28 @@ def _statement() -> str:
     """  # noqa: S608
 
 
+def insert_params(
+    messages: list[Message], new_payloads: list[Payload], *, now: datetime
+) -> list[Any]:
+    """The parameters of ``insert_statement()`` for ``messages`` (the bench's ceiling
+    runs the same statement with them, without Django: ``tests/bench/ceiling.py``)."""
+    position = {id(p): n for n, p in enumerate(new_payloads, start=1)}
+    for message in messages:
+        message.updated_at = now
+    # The rows travel as one JSON document: binding forty one-element arrays cost
+    # more client time than the whole statement.
+    rows = json_rows(messages, _COLUMNS)
+    for row, message in zip(rows, messages, strict=True):
+        row["payload_id"] = message.payload.pk
+        row["payload_ord"] = position.get(id(message.payload))
+    return [
+        [bytes(p.body) for p in new_payloads],
+        json.dumps(rows),
+        LogEntry.State.CREATED,
+        now,
+    ]
+
+
 def messages_insert(messages: list[Message], *, now: datetime) -> None:
     """Insert ``messages`` (new payloads included) and their CREATED log rows; set their pks.
 
@@ -81,32 +105,30 @@ def messages_insert(messages: list[Message], *, now: datetime) -> None:
                 wakeup.wake_on_commit(due)
         return
 
-    position = {id(p): n for n, p in enumerate(new_payloads, start=1)}
-    for message in messages:
-        message.updated_at = now
-    # The rows travel as one JSON document: binding forty one-element arrays cost
-    # more client time than the whole statement.
-    rows = json_rows(messages, _COLUMNS)
-    for row, message in zip(rows, messages, strict=True):
-        row["payload_id"] = message.payload.pk
-        row["payload_ord"] = position.get(id(message.payload))
-    params: list[Any] = [
-        [bytes(p.body) for p in new_payloads],
-        json.dumps(rows),
-        LogEntry.State.CREATED,
-        now,
-    ]
+    if settings.QSTASH_PUBLISH_GROUP_COMMIT and not connection.in_atomic_block:
+        # Threads of this process commit together (group_commit.py says how).
+        committer.insert(messages, new_payloads, now)
+        return
+    params = insert_params(messages, new_payloads, now=now)
     # What Django's cursor() does first (health check, connect), and its error
     # wrapping: an outage must surface as django.db's OperationalError (outage.py).
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        cursor.execute(_statement(), params)
+        cursor.execute(insert_statement(), params)
         ids = {message_id: (pk, payload_id) for pk, message_id, payload_id in cursor.fetchall()}
     for message in messages:
         message.pk, message.payload.pk = ids[message.message_id]
         message.payload_id = message.payload.pk
+    notify(messages, now)
+
+
+def notify(messages: list[Message], now: datetime, *, on_commit: bool = True) -> None:
+    """Announce the stored messages to the clock: those due now, and the earliest later
+    due time. After the caller's commit, or at once when it is known committed."""
     later = [m.not_before for m in messages if m.not_before > now]
-    wakeup.notify_on_commit(
-        [m.pk for m in messages if m.not_before <= now], min(later) if later else None
-    )
+    due = [m.pk for m in messages if m.not_before <= now]
+    if on_commit:
+        wakeup.notify_on_commit(due, min(later) if later else None)
+    else:
+        wakeup.notify_committed(due, min(later) if later else None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -60,45 +62,70 @@ def publish_limits() -> Limits:
     )
 
 
+def _default_of(field: Any) -> Callable[[], Any]:
+    """The field's default as a function: its callable (a fresh dict, a new message
+    id) or its constant, read once (Django's own get_default returns that same object)."""
+    if field.has_default() and callable(field.default):
+        return field.default  # type: ignore[no-any-return]
+    constant = field.get_default()
+    return lambda: constant
+
+
+# (attname, default) of every concrete Message column, in the order Message(*args) takes.
+_MESSAGE_FIELDS = tuple((f.attname, _default_of(f)) for f in Message._meta.concrete_fields)
+
+
 def message_from_draft(draft: Draft, now: datetime) -> Message:
     """The one mapping from delivery options to a message row (publish, batch, callbacks,
-    DLQ retries and schedule triggers all come through here)."""
+    DLQ retries and schedule triggers all come through here).
+
+    The instance is built from positional values, Django's own fast path (the one it
+    uses for rows read from the database): with keyword arguments ``Model.__init__``
+    looked up each of forty fields by name, half of building a batch's messages
+    (issue 10). The two related objects are then set through their descriptors, as
+    keywords would have, so ``message.payload`` is the draft's (unsaved) payload.
+    """
     opts = draft.options
     not_before = opts.not_before or now
     fc = opts.flow_control
-    return Message(
-        url=draft.url,
-        method=opts.method,
-        header=opts.header,
-        payload=draft.payload,
-        state=Message.State.CREATED,
-        due_at=not_before,
-        max_retries=opts.retries,
-        retry_delay_expression=opts.retry_delay_expression,
-        timeout_seconds=opts.timeout_seconds,
-        not_before=not_before,
-        created_at=now,
-        callback=opts.callback,
-        callback_header=opts.callback_header,
-        callback_settings=opts.callback_settings,
-        failure_callback=opts.failure_callback,
-        failure_callback_header=opts.failure_callback_header,
-        failure_callback_settings=opts.failure_callback_settings,
-        labels=Message.join_labels(opts.labels),
-        redact_fields=opts.redact_fields,
-        caller_ip=draft.caller_ip,
-        deduplication_id=opts.deduplication_id,
-        topic_name=draft.topic_name,
-        endpoint_name=draft.endpoint_name,
-        queue_name=draft.queue_name,
-        schedule_id=draft.schedule_id,
-        scheduled_for=draft.scheduled_for,
-        source_message=draft.source_message,
-        flow_control_key=fc.key,
-        flow_control_parallelism=fc.parallelism,
-        flow_control_rate=fc.rate,
-        flow_control_period=fc.period,
-    )
+    values = {
+        "url": draft.url,
+        "method": opts.method,
+        "header": opts.header,
+        "state": Message.State.CREATED,
+        "due_at": not_before,
+        "max_retries": opts.retries,
+        "retry_delay_expression": opts.retry_delay_expression,
+        "timeout_seconds": opts.timeout_seconds,
+        "not_before": not_before,
+        "created_at": now,
+        "callback": opts.callback,
+        "callback_header": opts.callback_header,
+        "callback_settings": opts.callback_settings,
+        "failure_callback": opts.failure_callback,
+        "failure_callback_header": opts.failure_callback_header,
+        "failure_callback_settings": opts.failure_callback_settings,
+        "labels": Message.join_labels(opts.labels),
+        "redact_fields": opts.redact_fields,
+        "caller_ip": draft.caller_ip,
+        "deduplication_id": opts.deduplication_id,
+        "topic_name": draft.topic_name,
+        "endpoint_name": draft.endpoint_name,
+        "queue_name": draft.queue_name,
+        "schedule_id": draft.schedule_id,
+        "scheduled_for": draft.scheduled_for,
+        "flow_control_key": fc.key,
+        "flow_control_parallelism": fc.parallelism,
+        "flow_control_rate": fc.rate,
+        "flow_control_period": fc.period,
+    }
+    # Typed Any: the stubs check positional values against the first field (id) only.
+    args: Any = [values[n] if n in values else default() for n, default in _MESSAGE_FIELDS]
+    message = Message(*args)
+    message.payload = draft.payload
+    if draft.source_message is not None:
+        message.source_message = draft.source_message
+    return message
 
 
 def options_from_message(message: Message) -> PublishOptions:

@@ -13,7 +13,8 @@ machine hits both; the best round of each is kept.
   one middleware (``baseline_minimal.py``), and vs the same view behind Django's default
   stack (``baseline_site.py``); same gunicorn workers and class, same client, same
   request. Also a single publish's answer time at idle over a kept-alive connection,
-  and batches of 100 against single publishes;
+  and batches of 100 against single publishes, and the database's ceiling: the
+  publish statements driven from psycopg without HTTP or Django (``ceiling.py``);
 - delivery:  the product draining a published backlog vs a bare Celery task doing one
   ``requests.post`` per message (``baseline_celery.py``), same worker flags, same sink;
 - latency:   publish-to-receipt at idle, beside a plain round trip to the sink and the
@@ -32,8 +33,9 @@ BENCH_STEADY_RATE, BENCH_BACKLOG (the backlog stage is opt-in: BENCH_BACKLOG=500
 it with that many messages), BENCH_BUDGET_SECONDS, and
 BENCH_CLIENT=python to load the publish endpoint from Python processes instead of wrk,
 BENCH_WORKER_CLASS=sync|gthread to serve the product and the baselines with that gunicorn
-worker class instead of deploy/gunicorn.conf.py's, and BENCH_ONLY=publish to stop after
-the publish stage.
+worker class instead of deploy/gunicorn.conf.py's, BENCH_WEB_WORKERS (default 4) for the
+number of gunicorn workers of the product and the baselines alike (and of the ceiling's
+connections), and BENCH_ONLY=publish to stop after the publish stage.
 
 Then the store section (``store.py``): reads, filters and publish on a grown store of
 BENCH_GROWN_MESSAGES (default 10,000,000) against an empty one, and deliveries while
@@ -112,6 +114,9 @@ TARGET_PUBLISH_FULL_STACK = 0.8  # the target before issue 10, against the defau
 TARGET_IDLE_P50_MS = 2.0
 TARGET_BATCH = 15.0
 BATCH_SIZE = 100
+# Messages per statement of the grouped ceiling: one committer per worker process
+# gathering what its 4 request threads hold (issue 10, group commit).
+GROUPED_ROWS = 4
 TARGET_DELIVERY = 4.0
 TARGET_P50_MS = 20.0
 DELAYS = "1-3 s"
@@ -141,6 +146,10 @@ class PublishResult:
     batch: list[load.LoadResult]  # requests of BATCH_SIZE messages each
     stored: int
     idle_ms: list[float]  # single publishes at idle, client's answer time
+    # The database's ceiling (ceiling.py): rows/s of the publish statements from
+    # psycopg, one message per statement, and GROUPED_ROWS per statement.
+    ceiling: list[float] = field(default_factory=list)
+    grouped: list[float] = field(default_factory=list)
 
     @property
     def batch_rate(self) -> float:
@@ -191,18 +200,43 @@ def run_load(
     )
 
 
+def run_ceiling(env: Env, url: str, rows: int, deadline: Deadline) -> float:
+    """Rows/s of the publish statements from psycopg, one connection per web worker."""
+    argv = [sys.executable, "-m", "tests.bench.ceiling", "--url", url]
+    argv += ["--connections", str(WEB_WORKERS), "--seconds", str(PUBLISH_SECONDS)]
+    argv += ["--rows", str(rows)]
+    out = run_step("measuring the database's ceiling", argv, env.product(), deadline)
+    return float(json.loads(out.strip().splitlines()[-1])["rate"])
+
+
+def first_post(
+    port: int, path: str, headers: dict[str, str], deadline: Deadline
+) -> tuple[int, bytes]:
+    """The first request, retried while the workers are still starting: gunicorn binds
+    before its workers have imported Django, which takes seconds each on a busy machine
+    (with BENCH_WEB_WORKERS=8, three servers start 24 of them)."""
+    until = time.monotonic() + 60
+    while True:
+        deadline.check("waiting for the web workers")
+        try:
+            return post(port, path, headers, BODY)
+        except (TimeoutError, OSError):
+            if time.monotonic() > until:
+                raise
+
+
 def bench_publish(env: Env, db: Database, s: Servers, deadline: Deadline) -> PublishResult:
     path = "/v2/publish/" + s.sink.url("/x")
     headers = {"Authorization": f"Bearer {env.token}", "Content-Type": "application/json"}
     try:
-        status, answer = post(s.web_port, path, headers, BODY)
+        status, answer = first_post(s.web_port, path, headers, deadline)
         if status != 200 or b"messageId" not in answer:
             raise RuntimeError(f"publish answered {status}: {answer[:300]!r}\n{s.web.tail()}")
         for who, port, proc in (
             ("baseline", s.baseline_port, s.baseline),
             ("one-middleware baseline", s.minimal_port, s.minimal),
         ):
-            status, answer = post(port, path, headers, BODY)
+            status, answer = first_post(port, path, headers, deadline)
             if status != 200:
                 raise RuntimeError(f"{who} answered {status}: {answer[:300]!r}\n{proc.tail()}")
         tool = "wrk" if load.wrk_available() else "python client"
@@ -217,16 +251,21 @@ def bench_publish(env: Env, db: Database, s: Servers, deadline: Deadline) -> Pub
         product: list[load.LoadResult] = []
         baseline: list[load.LoadResult] = []
         minimal: list[load.LoadResult] = []
+        ceiling: list[float] = []
+        grouped: list[float] = []
         for n in range(PUBLISH_ROUNDS):
             deadline.check("measuring publish")
             minimal.append(run_load(s.minimal_port, path, headers, PUBLISH_SECONDS, env.workdir))
             baseline.append(run_load(s.baseline_port, path, headers, PUBLISH_SECONDS, env.workdir))
             product.append(run_load(s.web_port, path, headers, PUBLISH_SECONDS, env.workdir))
             ensure_alive(s.minimal, s.baseline, s.web)
+            ceiling.append(run_ceiling(env, s.sink.url("/x"), 1, deadline))
+            grouped.append(run_ceiling(env, s.sink.url("/x"), GROUPED_ROWS, deadline))
             log(
                 f"publish round {n + 1}: product {product[-1].rate:.0f}/s,"
                 f" one-middleware view {minimal[-1].rate:.0f}/s,"
-                f" default-stack view {baseline[-1].rate:.0f}/s"
+                f" default-stack view {baseline[-1].rate:.0f}/s,"
+                f" ceiling {ceiling[-1]:.0f}/s ({grouped[-1]:.0f}/s by {GROUPED_ROWS})"
             )
         batch_body = json.dumps(
             [
@@ -256,7 +295,7 @@ def bench_publish(env: Env, db: Database, s: Servers, deadline: Deadline) -> Pub
         answered = sum(r.requests for r in product) + BATCH_SIZE * sum(r.requests for r in batch)
         if stored < answered:
             raise RuntimeError(f"publish answered {answered} messages but stored {stored}")
-        return PublishResult(product, baseline, minimal, batch, stored, idle_ms)
+        return PublishResult(product, baseline, minimal, batch, stored, idle_ms, ceiling, grouped)
     finally:
         db.purge()
         flush_redis(env, PRODUCT_REDIS_DB)  # the hints of messages that no longer exist
@@ -489,6 +528,28 @@ def publish_rows(pub: PublishResult) -> list[str]:
         f"batch     {pub.batch_rate:6.0f}/s   single publish (same run)         "
         f"{pub.product_rate:6.0f}/s   ratio {br:5.2f}  (target >= {TARGET_BATCH:g})"
         f"    {verdict(br >= TARGET_BATCH)}",
+        *ceiling_rows(pub),
+    ]
+
+
+def ceiling_rows(pub: PublishResult) -> list[str]:
+    """The database's ceiling against the same view: what no web tier can exceed."""
+    if not pub.ceiling:
+        return []
+    ceiling, grouped = max(pub.ceiling), max(pub.grouped)
+    cr, gr = ceiling / pub.minimal_rate, grouped / pub.minimal_rate
+    why = (
+        "under 0.5: the publish target is out of reach of any web-tier change on this machine"
+        if cr < TARGET_PUBLISH
+        else "the target is within the database's reach"
+    )
+    return [
+        f"ceiling   {ceiling:6.0f}/s   one-middleware Django view        "
+        f"{pub.minimal_rate:6.0f}/s   ratio {cr:5.2f}  (publish statements + NOTIFY from"
+        f" psycopg, {WEB_WORKERS} connections, no HTTP, no Django: {why})",
+        f"ceiling   {grouped:6.0f}/s   one-middleware Django view        "
+        f"{pub.minimal_rate:6.0f}/s   ratio {gr:5.2f}  (the same, {GROUPED_ROWS} messages per"
+        f" statement: group commit's best case)",
     ]
 
 
@@ -499,7 +560,9 @@ def publish_details(pub: PublishResult) -> str:
         f"  ({pub.product[0].tool}, {PUBLISH_CONNECTIONS} connections, gunicorn"
         f" {WEB_WORKERS} workers, {WORKER_CLASS or 'deploy/gunicorn.conf.py worker class'};"
         f" best round of each; {pub.stored} messages stored); batch requests /s"
-        f" {rates(pub.batch)} of {BATCH_SIZE} messages"
+        f" {rates(pub.batch)} of {BATCH_SIZE} messages; ceiling rows/s"
+        f" {', '.join(f'{r:.0f}' for r in pub.ceiling)}, by {GROUPED_ROWS}"
+        f" {', '.join(f'{r:.0f}' for r in pub.grouped)}"
     )
 
 

@@ -105,6 +105,8 @@ class Env:
             LOG_LEVEL="WARNING",
             GUNICORN_LOG_LEVEL="warning",
         )
+        if os.environ.get("BENCH_GROUP_COMMIT", "") == "1":
+            env["QSTASH_PUBLISH_GROUP_COMMIT"] = "1"  # issue 10: the committer thread
         return env
 
     def baseline_web(self, settings_module: str) -> dict[str, str]:
@@ -250,7 +252,7 @@ def start_sink(env: Env, deadline: Deadline) -> tuple[Proc, SinkClient]:
 # The product and every baseline view get the same gunicorn: deploy/gunicorn.conf.py's
 # worker class and threads (BENCH_WORKER_CLASS=sync|gthread overrides both sides alike,
 # through the variable that file reads, so it picks the threads that go with it).
-WEB_WORKERS = 4
+WEB_WORKERS = int(os.environ.get("BENCH_WEB_WORKERS", "4"))
 WORKER_CLASS = os.environ.get("BENCH_WORKER_CLASS", "")
 
 

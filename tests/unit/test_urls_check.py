@@ -157,3 +157,21 @@ def test_url_is_refused(url: str) -> None:
 )
 def test_url_is_accepted(url: str) -> None:
     assert accepted(url)
+
+
+def test_a_rejected_url_is_rejected_every_time_and_an_accepted_one_is_remembered():
+    """Accepted URLs are remembered per process (issue 10); a rejected one never is."""
+    from broker import urls_check
+
+    bad = "http://user@127.0.0.1/remembered"
+    for _ in range(3):
+        with pytest.raises(ApplicationError, match="user information"):
+            validate_http_url(bad, field="destination url")
+    assert bad not in urls_check._ACCEPTED
+    good = "http://127.0.0.1:9/remembered"
+    assert validate_http_url(good, field="destination url") == good
+    assert good in urls_check._ACCEPTED
+    # The memory is bounded: past its size it starts again.
+    for n in range(urls_check._ACCEPTED_MAX + 1):
+        validate_http_url(f"http://127.0.0.1:9/fill/{n}", field="destination url")
+    assert len(urls_check._ACCEPTED) <= urls_check._ACCEPTED_MAX
