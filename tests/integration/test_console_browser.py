@@ -239,7 +239,7 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
 
     browser.get(f"{live}/admin/")
     assert_styled(browser, "dashboard")
-    assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart polyline.series")
+    assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart-hour polyline.series")
     assert "/operator-dlq" in browser.find_element(By.ID, "dash-failing").text
     shoot(browser, "dashboard")
 

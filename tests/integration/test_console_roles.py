@@ -306,6 +306,10 @@ def test_dashboard_shows_what_is_failing_waiting_and_paused() -> None:
         state=Message.State.DELIVERED, due_at=None, finished_at=now, created_at=now
     )
     LogEntry.objects.create(message=delivered, state=LogEntry.State.DELIVERED, time=now)
+    # Five hours ago: on the day's chart, not the hour's.
+    LogEntry.objects.create(
+        message=delivered, state=LogEntry.State.DELIVERED, time=now - timedelta(hours=5)
+    )
     text = login(VIEWER).get("/admin/").content.decode()
     dlq = text.split('id="dash-dlq"', 1)[1].split("</div>", 1)[0]
     assert ">1</a>" in dlq
@@ -314,8 +318,11 @@ def test_dashboard_shows_what_is_failing_waiting_and_paused() -> None:
     queues = text.split('id="dash-queues"', 1)[1].split("</table>", 1)[0]
     assert "held-q" in queues and "paused" in queues
     assert "busy-key" in text.split('id="dash-waitlists"', 1)[1].split("</table>", 1)[0]
-    assert text.count('<polyline class="series"') == 3
-    assert "deliveries: 1" in text and "failures: 1" in text
+    hour = text.split('id="dash-chart-hour"', 1)[1].split("</svg>", 1)[0]
+    day = text.split('id="dash-chart-day"', 1)[1].split("</svg>", 1)[0]
+    assert hour.count('<polyline class="series"') == day.count('<polyline class="series"') == 3
+    assert "deliveries: 1" in hour and "failures: 1" in hour
+    assert "deliveries: 2" in day and "failures: 1" in day
     assert "p50" in text and "Messages now" in text
     assert "/static/admin/css/base.css" in text
 
