@@ -310,11 +310,12 @@ def test_timeline_shows_how_long_each_attempt_took(
         timeout=30,
     )
     message = Message.objects.get(message_id=res.message_id)
-    took = dict(
-        LogEntry.objects.filter(message=message, duration_ms__isnull=False).values_list(
-            "state", "duration_ms"
-        )
-    )
+    took: dict[str, int] = {
+        state: int(ms or 0)
+        for state, ms in LogEntry.objects.filter(
+            message=message, duration_ms__isnull=False
+        ).values_list("state", "duration_ms")
+    }
     assert set(took) == {"ERROR", "DELIVERED"}
     assert 300 <= took["ERROR"] < 3000 and 150 <= took["DELIVERED"] < 3000
     text = admin_client.get(f"/admin/broker/message/{message.pk}/change/").content.decode()
