@@ -38,7 +38,9 @@ the publish stage.
 Then the store section (``store.py``): reads, filters and publish on a grown store of
 BENCH_GROWN_MESSAGES (default 10,000,000) against an empty one, and deliveries while
 BENCH_PRUNE_EXPIRED (default 1,000,000) expired messages are pruned. BENCH_ONLY=store
-runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it.
+runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it. It ends with
+the console's page render times on a store of BENCH_CONSOLE_MESSAGES (default 1,000,000)
+against an empty one (``console.py``); BENCH_ONLY=console runs that step alone.
 """
 
 from __future__ import annotations
@@ -55,7 +57,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules, store
+from tests.bench import (
+    baseline_celery,
+    console,
+    gates,
+    load,
+    pipeline,
+    procs,
+    schedules,
+    store,
+)
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     BENCH_DB,
@@ -617,9 +628,11 @@ def main() -> int:
     BENCH_ONLY=store runs the store section alone, BENCH_ONLY=publish the publish stage
     alone; BENCH_STORE=0 skips the store section.
     """
-    if ONLY not in ("", "store", "publish", "delivery"):
-        print(f"BENCH_ONLY={ONLY!r}: use store, publish or delivery", file=sys.stderr)
+    if ONLY not in ("", "store", "publish", "delivery", "console"):
+        print(f"BENCH_ONLY={ONLY!r}: use store, publish, delivery or console", file=sys.stderr)
         return 2
+    if ONLY == "console":
+        return main_store(console_only=True)
     code = 0 if ONLY == "store" else main_pipeline()
     if (
         code == 0
@@ -630,7 +643,7 @@ def main() -> int:
     return code
 
 
-def main_store() -> int:
+def main_store(*, console_only: bool = False) -> int:
     procs.install_cleanup()
     deadline = Deadline(STORE_BUDGET_SECONDS)
     workdir = Path(tempfile.mkdtemp(prefix="qstash-bench-store-"))
@@ -638,7 +651,10 @@ def main_store() -> int:
     started = time.monotonic()
     failed = True
     try:
-        code = store.run(env, workdir, deadline)
+        if console_only:
+            code = console.main_console(env, workdir, deadline)
+        else:
+            code = store.run(env, workdir, deadline)
         failed = code != 0
         return code
     except KeyboardInterrupt:

@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from tests.bench import load, procs
+from tests.bench import console, load, procs
 from tests.bench.infra import (
     PRODUCT_REDIS_DB,
     QUEUE,
@@ -400,6 +400,9 @@ def run(env: Env, work: Path, deadline: Deadline) -> int:
             f"  {verdict(p_ratio >= TARGET_PRUNE_PUBLISH)}"
             + ("" if prune.measured_while_pruning else "  (the prune ended before the load did)"),
         ]
+    log("store: console pages")
+    console_rows, _ = console.run(env, work, deadline)
+    rows += ["", "console pages (tests/bench/console.py)", *console_rows]
     print()
     print("=" * 100)
     print("STORE AT SCALE")

@@ -304,3 +304,48 @@ def test_heartbeat_is_one_upsert_per_process() -> None:
         heartbeat_beat(kind="clock", started_at=now, now=now + timedelta(seconds=5))
     assert len(captured) == 1
     assert Heartbeat.objects.get().seen_at == now + timedelta(seconds=5)
+
+
+def _group_form(name: str, urls: list[str]) -> dict[str, str]:
+    form = {
+        "name": name,
+        "default_headers": "{}",
+        "endpoints-TOTAL_FORMS": str(len(urls)),
+        "endpoints-INITIAL_FORMS": "0",
+        "endpoints-MIN_NUM_FORMS": "0",
+        "endpoints-MAX_NUM_FORMS": "1000",
+    }
+    for i, url in enumerate(urls):
+        form[f"endpoints-{i}-url"] = url
+        form[f"endpoints-{i}-name"] = ""
+    return form
+
+
+def test_url_group_form_keeps_the_apis_endpoint_cap_and_url_length(settings: Any) -> None:
+    from groups.models import UrlGroup
+
+    settings.QSTASH_MAX_GROUP_ENDPOINTS = 2
+    operator = login(OPERATOR)
+    urls = [f"http://127.0.0.1:9/e{i}" for i in range(3)]
+    api = Client().post(
+        "/v2/topics/capped/endpoints",
+        {"endpoints": [{"url": u} for u in urls]},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {TEST_TOKEN}",
+    )
+    assert api.status_code == 400
+    page = operator.post("/admin/groups/urlgroup/add/", _group_form("capped", urls))
+    assert page.status_code == 200
+    assert api.json()["error"] in unescape(page.content.decode())
+    assert not UrlGroup.objects.filter(name="capped").exists()
+
+    long_url = "http://127.0.0.1:9/" + "x" * 2100
+    page = operator.post("/admin/groups/urlgroup/add/", _group_form("long", [long_url]))
+    assert page.status_code == 200 and "longer than 2048" in page.content.decode()
+    assert not UrlGroup.objects.filter(name="long").exists()
+
+    assert (
+        operator.post("/admin/groups/urlgroup/add/", _group_form("fine", urls[:2])).status_code
+        == 302
+    )
+    assert UrlGroup.objects.get(name="fine").endpoints.count() == 2
