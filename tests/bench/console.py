@@ -6,8 +6,8 @@ the DLQ (``grow.py``, the same generator as the store section's grown store); it
 once with SQL and reused while its size matches. The empty store is migrated afresh every
 run: its times are the baseline of the ratio; so is a small store of 20,000 messages
 (the same generator), whose pages show as many rows as the big one's. Every page of
-``console_pages.PAGES`` is rendered by a logged-in superuser through Django's whole request path, median of 5
-(``console_pages.py``).
+``console_pages.PAGES`` is rendered by a logged-in superuser through Django's whole
+request path, median of 5 (``console_pages.py``).
 
 Runs inside the store section, or alone: ``BENCH_ONLY=console make bench``.
 """
