@@ -218,6 +218,7 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
     assert_styled(browser, "message detail")
     timeline = browser.find_element(By.CSS_SELECTOR, "table.console-timeline").text
     assert "ERROR" in timeline and "500" in timeline and "FAILED" in timeline
+    assert " ms" in timeline  # each attempt's duration
     shoot(browser, "message-timeline")
 
     browser.get(f"{live}/admin/broker/dlqentry/")
