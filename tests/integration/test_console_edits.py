@@ -349,3 +349,21 @@ def test_url_group_form_keeps_the_apis_endpoint_cap_and_url_length(settings: Any
         == 302
     )
     assert UrlGroup.objects.get(name="fine").endpoints.count() == 2
+
+
+def test_closed_chart_buckets_are_read_once_then_come_from_the_cache() -> None:
+    now = timezone.now()
+    message = make_message()
+    old = LogEntry.objects.create(
+        message=message, state=LogEntry.State.DELIVERED, time=now - timedelta(hours=5)
+    )
+    assert _chart(now, DAY)["series"][0].total == 1
+    # The closed bucket is not read again: a row gone from it (pruned) still counts...
+    old.delete()
+    LogEntry.objects.create(message=message, state=LogEntry.State.DELIVERED, time=now)
+    with CaptureQueriesContext(connection) as captured:
+        later = _chart(now + timedelta(seconds=1), DAY)
+    assert later["series"][0].total == 2
+    # ...and the one query starts at the open bucket, not a day back.
+    (sql,) = [q["sql"] for q in captured]
+    assert str((later["end"]).year) in sql and str(later["start"].isoformat()[:13]) not in sql
