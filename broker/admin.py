@@ -4,20 +4,27 @@ is gated by a permission the "operator" group holds and "viewer" does not
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from broker.console.edits import (
+    RETRY_MAX,
+    dlq_retry_overrides_view,
+    flow_key_pin_view,
+    queue_parallelism_view,
+)
 from broker.console.lists import (
     EstimatedCountPaginator,
     ExactIdSearch,
@@ -25,6 +32,7 @@ from broker.console.lists import (
     moment_filter,
     text_filter,
 )
+from broker.console.log_filters import LOG_FILTERS
 from broker.cron import describe, parse_cron
 from broker.errors import ApplicationError
 from broker.models import (
@@ -73,6 +81,70 @@ def _allowed(codename: str) -> Any:
         return bool(request.user.has_perm(f"broker.{codename}"))
 
     return check
+
+
+def _tool_urls(model_admin: admin.ModelAdmin[Any], views: list[tuple[str, str, Any]]) -> list[Any]:
+    """URLs of the console's forms under a model's admin: ``<pk>/<slug>/`` or ``<slug>/``."""
+    opts = model_admin.model._meta
+    site = model_admin.admin_site
+    urls = []
+    for route, slug, view in views:
+        urls.append(
+            path(
+                route,
+                site.admin_view(partial(view, model_admin)),
+                name=f"{opts.app_label}_{opts.model_name}_{slug}",
+            )
+        )
+    return urls
+
+
+class ToolsMixin:
+    """Links to the console's forms on a row's page, for those allowed to use them.
+
+    ``tools``: (url name suffix, label, permission). The forms check the permission
+    again themselves; hiding the link only spares a viewer a 403.
+    """
+
+    tools: tuple[tuple[str, str, str], ...] = ()
+
+    def _tools_for(self, request: HttpRequest, pk: Any) -> list[tuple[str, str]]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return [
+            (reverse(f"admin:{opts.app_label}_{opts.model_name}_{slug}", args=[pk]), label)
+            for slug, label, permission in self.tools
+            if request.user.has_perm(permission)
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        context = {**(extra_context or {}), "console_tools": self._tools_for(request, object_id)}
+        return super().change_view(request, object_id, form_url, context)  # type: ignore[misc]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        shown = super().get_list_display(request)  # type: ignore[misc]
+        if any(request.user.has_perm(permission) for _, _, permission in self.tools):
+            return (*shown, "tool_links")
+        return shown
+
+    @admin.display(description="")
+    def tool_links(self, obj: Any) -> SafeString:
+        # The list knows no request: links for every tool; the list shows this column only
+        # to those allowed one (get_list_display) and each form checks its own permission.
+        opts = self.model._meta  # type: ignore[attr-defined]
+        return format_html_join(
+            " ",
+            '<a class="console-tool" href="{}">{}</a>',
+            (
+                (reverse(f"admin:{opts.app_label}_{opts.model_name}_{slug}", args=[obj.pk]), label)
+                for slug, label, _ in self.tools
+            ),
+        )
 
 
 def _confirmed(request: HttpRequest) -> bool:
@@ -236,20 +308,23 @@ def _retry_entries(
 
 @admin.register(LogEntry)
 class LogEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ("time", "message", "state", "response_status", "error")
-    list_filter = (
-        "state",
-        text_filter("message id", "message_id", "message__message_id"),
-        moment_filter("from", "from", "time__gte", end_of_day=False),
-        moment_filter("until", "until", "time__lte", end_of_day=True),
-    )
+    """The log with the filters of ``GET /v2/logs`` (broker/console/log_filters.py)."""
+
+    list_display = ("time", "message", "state", "response_status", "took", "error")
+    list_filter = LOG_FILTERS
     list_select_related = ("message",)
     search_fields = ("message__message_id",)
     id_lookups = ("message__message_id",)
     search_help_text = "Message id (exact)"
-    ordering = ("-pk",)
+    # Newest first by (time, id), as /v2/logs pages: log_time_id_idx, or log_state_idx
+    # under a state filter, read in order and stopped at the page's end.
+    ordering = ("-time", "-id")
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+
+    @admin.display(description="took")
+    def took(self, obj: LogEntry) -> str:
+        return f"{obj.duration_ms} ms" if obj.duration_ms is not None else ""
 
 
 @admin.register(DlqEntry)
@@ -272,9 +347,32 @@ class DlqEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
     id_lookups = ("dlq_id", "message__message_id")
     search_help_text = "DLQ id or message id (exact)"
     ordering = ("-pk",)
-    actions = ["retry", "remove"]
+    actions = ["retry", "retry_with_overrides", "remove"]
     fields = ("dlq_id", "message", "created_at", "url", "response_status", "error")
     readonly_fields = fields
+    change_form_template = "admin/console/change_form_tools.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            *_tool_urls(
+                self, [("retry-with-overrides/", "retry_overrides", dlq_retry_overrides_view)]
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        tools = []
+        if request.user.has_perm("broker.retry_dlqentry"):
+            url = reverse("admin:broker_dlqentry_retry_overrides")
+            tools.append((f"{url}?ids={object_id}", "Retry with overrides"))
+        context = {**(extra_context or {}), "console_tools": tools}
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="url")
     def url(self, obj: DlqEntry) -> str:
@@ -309,6 +407,15 @@ class DlqEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
         _retry_entries(self, request, list(queryset.select_related("message", "message__payload")))
         return None
 
+    @admin.action(
+        description=f"Retry with overrides (a form; at most {RETRY_MAX})", permissions=["retry"]
+    )
+    def retry_with_overrides(
+        self, request: HttpRequest, queryset: QuerySet[DlqEntry]
+    ) -> HttpResponseRedirect:
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True)[:RETRY_MAX])
+        return HttpResponseRedirect(f"{reverse('admin:broker_dlqentry_retry_overrides')}?ids={ids}")
+
     @admin.action(description="Delete from the DLQ", permissions=["remove"])
     def remove(self, request: HttpRequest, queryset: QuerySet[DlqEntry]) -> TemplateResponse | None:
         if not _confirmed(request):
@@ -329,8 +436,17 @@ class DlqEntryAdmin(ExactIdSearch, ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Queue)
-class QueueAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """Queues with their lag; pause and resume call the same services as the API."""
+class QueueAdmin(ToolsMixin, ReadOnlyMixin, admin.ModelAdmin):
+    """Queues with their lag; pause, resume and parallelism call the same services as the API."""
+
+    tools = (("parallelism", "Set parallelism", "broker.change_queue"),)
+    change_form_template = "admin/console/change_form_tools.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            *_tool_urls(self, [("<path:pk>/parallelism/", "parallelism", queue_parallelism_view)]),
+            *super().get_urls(),
+        ]
 
     list_display = ("name", "parallelism", "paused", "lag", "updated_at")
     search_fields = ("name",)
@@ -372,8 +488,17 @@ class QueueAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(FlowControlKey)
-class FlowControlKeyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class FlowControlKeyAdmin(ToolsMixin, ReadOnlyMixin, admin.ModelAdmin):
     """Flow-control keys with their live counts (the same reads as the API)."""
+
+    tools = (("pin", "Pin limits", "broker.manage_flowcontrolkey"),)
+    change_form_template = "admin/console/change_form_tools.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            *_tool_urls(self, [("<path:pk>/pin/", "pin", flow_key_pin_view)]),
+            *super().get_urls(),
+        ]
 
     list_display = (
         "key",

@@ -16,7 +16,10 @@ waits behind anything else:
   third of ``QSTASH_LEASE_SECONDS``, so a live worker keeps its claims while a
   dead one's return to the pool within one lease;
 - **feeder** (one thread): claims more as slots free up while the last claim
-  came back full (a backlog drains at full speed without more hints).
+  came back full (a backlog drains at full speed without more hints);
+- **beat** (one thread): reports this process alive every few seconds
+  (``broker/services/heartbeats.py``, the dashboard's liveness), off every path
+  a delivery takes.
 
 Delivery is at least once: a worker that dies after the destination answered
 and before the outcome committed leaves a claim that expires, and the message is
@@ -92,6 +95,7 @@ class DeliveryEngine:
             (self._record_loop, "qstash-record"),
             (self._renew_loop, "qstash-renew"),
             (self._feed_loop, "qstash-feed"),
+            (self._beat_loop, "qstash-beat"),
         ):
             threading.Thread(target=target, name=name, daemon=True).start()
 
@@ -255,6 +259,27 @@ class DeliveryEngine:
                 _drop_connection()
                 # Renew as soon as the database is back, before anyone may take over.
                 interval = min(self.lease_seconds / 3, 0.25)
+
+    # --- liveness -----------------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        from broker.services.heartbeats import BEAT_SECONDS, heartbeat_beat
+
+        started_at = timezone.now()
+        while not self._stopping.is_set():
+            with self._lock:
+                held = len(self._held)
+            try:
+                heartbeat_beat(
+                    kind="worker",
+                    started_at=started_at,
+                    now=timezone.now(),
+                    detail={"in_flight": held, "slots": self.slots},
+                )
+            except Exception:  # this thread must outlive any failure
+                logger.warning("heartbeat failed", exc_info=True)
+                _drop_connection()
+            self._stopping.wait(BEAT_SECONDS)
 
     # --- shutdown -----------------------------------------------------------------
 

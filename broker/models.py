@@ -364,6 +364,8 @@ class LogEntry(models.Model):
     response_status = models.PositiveIntegerField(null=True, blank=True)
     response_header = models.JSONField(null=True, blank=True)
     response_body = models.BinaryField(null=True, blank=True)
+    # How long the HTTP attempt took (DELIVERED and ERROR rows; None before 0005).
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name = "log entry"
@@ -412,6 +414,30 @@ class Deduplication(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Heartbeat(models.Model):
+    """When a worker's delivery engine or a clock last reported in (the dashboard's liveness).
+
+    One row per process, upserted every few seconds off the delivery path
+    (``broker/services/heartbeats.py``); rows of processes gone for a day are deleted.
+    """
+
+    class Kind(models.TextChoices):
+        WORKER = "worker"
+        CLOCK = "clock"
+
+    identity = models.CharField(max_length=200, unique=True)  # kind@host:pid
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    hostname = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)
+    # What the process says of itself: a worker's slots in use, a clock's last sweep.
+    detail = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.identity
 
 
 class Credentials(models.Model):

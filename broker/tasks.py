@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import shared_task
-from celery.signals import worker_process_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown
 
 
 @shared_task(name="broker.deliver_messages", ignore_result=True)
@@ -16,6 +16,14 @@ def deliver_messages(ids: list[int] | None = None) -> int:
     from broker.delivery_engine import engine
 
     return engine().hint(ids)
+
+
+@worker_process_init.connect
+def _start_engine(**kwargs: object) -> None:
+    """Start this process's engine at boot, so it reports in (liveness) before any hint."""
+    from broker.delivery_engine import engine
+
+    engine()
 
 
 @worker_process_shutdown.connect

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
@@ -12,9 +13,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from broker.errors import ApplicationError
-from broker.urls_check import validate_http_url
 from groups.models import Endpoint, UrlGroup
-from groups.services import validate_default_headers, validate_name
+from groups.services import (
+    endpoint_specs_check,
+    too_many_endpoints_message,
+    validate_default_headers,
+    validate_name,
+)
 
 
 def _checked(check: Any, value: Any, **kwargs: Any) -> Any:
@@ -32,16 +37,33 @@ class EndpointForm(forms.ModelForm):
         widgets = {"url": forms.TextInput(attrs={"size": 80})}
 
     def clean_url(self) -> str:
-        return str(_checked(validate_http_url, self.cleaned_data["url"], field="url"))
+        url = self.cleaned_data["url"]
+        # The API's endpoint rules (its length cap, then the URL check), word for word.
+        (checked, _), *_ = _checked(endpoint_specs_check, [{"url": url}], need_url=True)
+        return str(checked).replace("endpoints[0].url", "url")
 
     def clean_name(self) -> str:
         name = self.cleaned_data.get("name") or ""
         return str(_checked(validate_name, name, field="endpoint name")) if name else ""
 
 
+class EndpointFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            f
+            for f in self.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE") and f.cleaned_data.get("url")
+        ]
+        if len(kept) > settings.QSTASH_MAX_GROUP_ENDPOINTS:
+            # The API's cap on a group's endpoints (POST /v2/topics/{name}/endpoints).
+            raise ValidationError(too_many_endpoints_message(len(kept)))
+
+
 class EndpointInline(admin.TabularInline):
     model = Endpoint
     form = EndpointForm
+    formset = EndpointFormSet
     extra = 1
     # The API deletes a group left empty; the console does not create one.
     min_num = 1

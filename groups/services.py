@@ -28,19 +28,19 @@ def validate_name(name: str, *, field: str = "url group name") -> str:
     return name
 
 
-def _too_many_endpoints(count: int) -> str:
+def too_many_endpoints_message(count: int) -> str:
     return (
         f"invalid endpoints: the group would have {count} endpoints; the maximum is "
         f"{settings.QSTASH_MAX_GROUP_ENDPOINTS} (QSTASH_MAX_GROUP_ENDPOINTS)"
     )
 
 
-def _endpoint_specs(endpoints: Any, *, need_url: bool) -> list[tuple[str, str]]:
+def endpoint_specs_check(endpoints: Any, *, need_url: bool) -> list[tuple[str, str]]:
     """Validate ``[{"url", "name"?}]`` into (url, name) pairs."""
     if not isinstance(endpoints, list) or not endpoints:
         raise ApplicationError("invalid endpoints: expected a non-empty array of {url, name}")
     if len(endpoints) > settings.QSTASH_MAX_GROUP_ENDPOINTS:
-        raise ApplicationError(_too_many_endpoints(len(endpoints)))
+        raise ApplicationError(too_many_endpoints_message(len(endpoints)))
     specs = []
     for index, item in enumerate(endpoints):
         if not isinstance(item, dict):
@@ -72,7 +72,7 @@ def url_group_upsert_endpoints(*, name: str, endpoints: Any) -> UrlGroup:
     nothing is written then.
     """
     validate_name(name)
-    specs = _endpoint_specs(endpoints, need_url=True)
+    specs = endpoint_specs_check(endpoints, need_url=True)
     now = timezone.now()
     group, created = UrlGroup.objects.select_for_update().get_or_create(
         name=name, defaults={"created_at": now, "updated_at": now}
@@ -81,7 +81,7 @@ def url_group_upsert_endpoints(*, name: str, endpoints: Any) -> UrlGroup:
         Endpoint.objects.update_or_create(group=group, url=url, defaults={"name": endpoint_name})
     if (count := group.endpoints.count()) > settings.QSTASH_MAX_GROUP_ENDPOINTS:
         # Raised inside the transaction: nothing of this request is kept.
-        raise ApplicationError(_too_many_endpoints(count))
+        raise ApplicationError(too_many_endpoints_message(count))
     if not created:
         group.updated_at = now
         group.save(update_fields=["updated_at"])
@@ -94,7 +94,7 @@ def url_group_remove_endpoints(*, name: str, endpoints: Any) -> int:
 
     Raises NotFound for an unknown group. Returns how many endpoints went.
     """
-    specs = _endpoint_specs(endpoints, need_url=False)
+    specs = endpoint_specs_check(endpoints, need_url=False)
     group = UrlGroup.objects.select_for_update().filter(name=name).first()
     if group is None:
         raise NotFound(f"url group {name} not found")

@@ -10,13 +10,13 @@ from rest_framework.views import APIView
 
 from broker.errors import ApplicationError
 from broker.gate_selectors import flow_key_get, flow_keys_list, global_parallelism
-from broker.publish_options import parse_flow_control_value
 from broker.services.flow_control import (
     flow_key_pause,
     flow_key_pin,
     flow_key_reset_rate,
     flow_key_resume,
     flow_key_unpin,
+    flow_pin_values,
 )
 
 
@@ -29,20 +29,6 @@ class FlowKeysView(APIView):
 class FlowKeyView(APIView):
     def get(self, request: Request, key: str) -> Response:
         return Response(flow_key_get(key=key, now=timezone.now()))
-
-
-def _pin_values(query: QueryDict) -> tuple[int | None, int | None, int | None]:
-    """``?parallelism=&rate=&period=`` read with the header's own rules (period in seconds)."""
-    parts = [f"{name}={query[name]}" for name in ("parallelism", "rate", "period") if name in query]
-    if not parts:
-        raise ApplicationError("invalid pin: give at least one of parallelism, rate, period")
-    period = query.get("period")
-    if period is not None and period.isdigit():
-        parts[-1] = f"period={period}s"
-    try:
-        return parse_flow_control_value(", ".join(parts))
-    except ApplicationError as exc:
-        raise ApplicationError(exc.message.replace("Upstash-Flow-Control-Value", "pin")) from exc
 
 
 def _flag(query: QueryDict, name: str) -> bool:
@@ -63,7 +49,7 @@ class FlowKeyActionView(APIView):
         elif action == "resume":
             flow_key_resume(key=key, now=now)
         elif action == "pin":
-            parallelism, rate, period = _pin_values(query)
+            parallelism, rate, period = flow_pin_values(query)
             flow_key_pin(key=key, parallelism=parallelism, rate=rate, period=period, now=now)
         elif action == "unpin":
             flow_key_unpin(

@@ -15,6 +15,7 @@ from broker.gate_selectors import queue_get, queues_list
 from broker.services.queues import (
     queue_delete,
     queue_name_check,
+    queue_parallelism_check,
     queue_pause,
     queue_resume,
     queue_upsert,
@@ -29,8 +30,7 @@ def _upsert_input(request: Request) -> tuple[str, int, bool | None]:
     parallelism = data.get("parallelism", 1)
     if parallelism is None:
         parallelism = 1
-    if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
-        raise ApplicationError(f"invalid parallelism: {parallelism!r}, use an integer >= 1")
+    parallelism = queue_parallelism_check(parallelism)
     paused = data.get("paused")
     if paused is not None and not isinstance(paused, bool):
         raise ApplicationError(f"invalid paused: {paused!r}, use true or false")

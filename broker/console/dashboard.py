@@ -1,6 +1,6 @@
 """The console's index page: what is failing, how much is waiting, how fast it goes.
 
-Every query is bounded: by a time range on an indexed column (the last hour), by a
+Every query is bounded: by a time range on an indexed column (the last hour or day), by a
 partial index (pending and waiting rows only), or by a small table (queues, DLQ).
 The whole messages and log tables are never counted; their size is the planner's
 estimate. The number of queries is fixed (tests/integration/test_console_pages.py).
@@ -9,15 +9,26 @@ estimate. The number of queries is fixed (tests/integration/test_console_pages.p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db.models import (
+    Count,
+    DateTimeField,
+    F,
+    Func,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+)
 from django.db.models.functions import TruncMinute
 
 from broker.console.lists import estimated_rows
-from broker.models import DlqEntry, FlowControlKey, LogEntry, Message, Queue
+from broker.models import DlqEntry, FlowControlKey, Heartbeat, LogEntry, Message, Queue
+from broker.services.heartbeats import FORGET_AFTER, STALE_AFTER
 
 WINDOW = timedelta(hours=1)
 CHART_SERIES = (
@@ -33,6 +44,7 @@ PERCENTILES = (
     "FROM broker_message WHERE finished_at >= %s AND finished_at IS NOT NULL AND state = %s"
 )
 CHART_W, CHART_H, CHART_PAD = 720, 160, 30
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -43,23 +55,106 @@ class Series:
     total: int
 
 
-def _chart(now: datetime) -> dict[str, Any]:
-    """Attempt outcomes per minute over the last hour, as SVG polylines (one query)."""
-    start = (now - WINDOW).replace(second=0, microsecond=0) + timedelta(minutes=1)
+@dataclass(frozen=True)
+class Window:
+    """A chart's span and bucket: the last hour by minute, the last day by 15 minutes."""
+
+    key: str
+    title: str
+    span: timedelta
+    bucket: timedelta
+
+    @property
+    def buckets(self) -> int:
+        return self.span // self.bucket
+
+
+HOUR = Window("hour", "Attempts per minute, last hour", timedelta(hours=1), timedelta(minutes=1))
+DAY = Window("day", "Attempts per 15 minutes, last day", timedelta(days=1), timedelta(minutes=15))
+
+
+def _bucket_expression(window: Window) -> Any:
+    """The log row's bucket start, computed by the database (one row per bucket and state)."""
+    if window.bucket == timedelta(minutes=1) or connection.vendor != "postgresql":
+        # The embedded store has no date_bin: minutes, folded into buckets below.
+        return TruncMinute("time")
+    # Literals, not parameters: the same expression must appear in SELECT and GROUP BY.
+    seconds = int(window.bucket.total_seconds())
+    return Func(
+        F("time"),
+        output_field=DateTimeField(),
+        template=(
+            f"date_bin(INTERVAL '{seconds} seconds', %(expressions)s, "
+            "TIMESTAMPTZ '1970-01-01 00:00:00+00')"
+        ),
+    )
+
+
+# A bucket this long past its end gets no more log rows (an outcome's time is when its
+# attempt ended, written within milliseconds, or seconds when a write is retried).
+CLOSED_AFTER = timedelta(minutes=2)
+
+
+def _bucket_key(window: Window, start: datetime) -> str:
+    return f"console-chart:{int(window.bucket.total_seconds())}:{int(start.timestamp())}"
+
+
+def _counts(window: Window, start: datetime, now: datetime) -> dict[tuple[str, int], int]:
+    """Log rows per (state, bucket index) from ``start``: one query, over the open buckets.
+
+    The log is append-only, so a closed bucket's counts never change: they are kept in
+    Django's cache for the window's span, and the query reads only from the first bucket
+    not cached. The first render of a day reads the whole day (about a second per million
+    attempts); the next ones read the last minutes.
+    """
+    starts = [start + window.bucket * i for i in range(window.buckets)]
+    closed = [i for i, at in enumerate(starts) if at + window.bucket <= now - CLOSED_AFTER]
+    cached: dict[str, dict[str, int]] = cache.get_many(
+        [_bucket_key(window, starts[i]) for i in closed]
+    )
+    first = next(
+        (i for i, at in enumerate(starts) if _bucket_key(window, at) not in cached),
+        window.buckets - 1,
+    )
     rows = (
-        LogEntry.objects.filter(time__gte=start, state__in=[s for s, _, _ in CHART_SERIES])
-        .annotate(minute=TruncMinute("time"))
-        .values("minute", "state")
+        LogEntry.objects.filter(time__gte=starts[first], state__in=[s for s, _, _ in CHART_SERIES])
+        .annotate(bucket=_bucket_expression(window))
+        .values("bucket", "state")
         .annotate(n=Count("id"))
         .order_by()
     )
-    counts: dict[tuple[str, int], int] = {}
+    step_seconds = int(window.bucket.total_seconds())
+    read: dict[int, dict[str, int]] = {}
     for row in rows:
-        index = int((row["minute"] - start).total_seconds() // 60)
-        if 0 <= index < 60:
-            counts[(row["state"], index)] = row["n"]
+        index = int((row["bucket"] - start).total_seconds() // step_seconds)
+        if first <= index < window.buckets:
+            by_state = read.setdefault(index, {})
+            by_state[row["state"]] = by_state.get(row["state"], 0) + row["n"]
+    cache.set_many(
+        {_bucket_key(window, starts[i]): read.get(i, {}) for i in closed if i >= first},
+        timeout=int(window.span.total_seconds()),
+    )
+    counts: dict[tuple[str, int], int] = {}
+    for i, at in enumerate(starts):
+        shown = read.get(i) if i >= first else cached.get(_bucket_key(window, at))
+        for state, n in (shown or {}).items():
+            counts[(state, i)] = n
+    return counts
+
+
+def _chart(now: datetime, window: Window) -> dict[str, Any]:
+    """Attempt outcomes per bucket over ``window`` (up to now), as SVG polylines (one query).
+
+    The query reads the log's (state, time, id) index over the window's time range only
+    (its closed buckets come from the cache once read: ``_counts``).
+    """
+    step_seconds = int(window.bucket.total_seconds())
+    # Buckets aligned on the epoch, the last one holding now.
+    last = EPOCH + timedelta(seconds=(now - EPOCH).total_seconds() // step_seconds * step_seconds)
+    start = last - window.bucket * (window.buckets - 1)
+    counts = _counts(window, start, now)
     peak = max(counts.values(), default=0) or 1
-    step = CHART_W / 59
+    step = CHART_W / (window.buckets - 1)
 
     def y(n: int) -> float:
         return round(CHART_PAD + (CHART_H - CHART_PAD) * (1 - n / peak), 1)
@@ -68,20 +163,42 @@ def _chart(now: datetime) -> dict[str, Any]:
         Series(
             label,
             colour,
-            " ".join(f"{round(i * step, 1)},{y(counts.get((state, i), 0))}" for i in range(60)),
-            sum(counts.get((state, i), 0) for i in range(60)),
+            " ".join(
+                f"{round(i * step, 1)},{y(counts.get((state, i), 0))}"
+                for i in range(window.buckets)
+            ),
+            sum(counts.get((state, i), 0) for i in range(window.buckets)),
         )
         for state, label, colour in CHART_SERIES
     ]
     return {
+        "key": window.key,
+        "title": window.title,
+        "unit": "min" if window.bucket == timedelta(minutes=1) else "15 min",
         "series": series,
         "peak": peak if counts else 0,
         "width": CHART_W,
         "height": CHART_H,
         "top": CHART_PAD,
         "start": start,
-        "end": start + timedelta(minutes=59),
+        "end": last,
+        "show_date": window.span > timedelta(hours=1),
     }
+
+
+def _liveness(now: datetime) -> list[dict[str, Any]]:
+    """Every worker process and clock heard from in the last day, stale ones flagged."""
+    beats = Heartbeat.objects.filter(seen_at__gte=now - FORGET_AFTER).order_by(
+        "kind", "hostname", "pid"
+    )[:100]
+    return [
+        {
+            "beat": beat,
+            "ago": max(0.0, (now - beat.seen_at).total_seconds()),
+            "stale": now - beat.seen_at > STALE_AFTER,
+        }
+        for beat in beats
+    ]
 
 
 def _latency(since: datetime) -> dict[str, float | None]:
@@ -156,7 +273,8 @@ def dashboard_data(now: datetime) -> dict[str, Any]:
         .order_by()
     )
     finished = dict(
-        Message.objects.filter(finished_at__gte=since)
+        # The state too, so that message_finished_state_idx (state, finished_at) serves it.
+        Message.objects.filter(state__in=Message.FINAL_STATES, finished_at__gte=since)
         .values_list("state")
         .annotate(n=Count("id"))
         .order_by()
@@ -200,7 +318,8 @@ def dashboard_data(now: datetime) -> dict[str, Any]:
         "finished": [(state, finished.get(state, 0)) for state in Message.FINAL_STATES],
         "total_estimate": estimated_rows(Message),
         "log_estimate": estimated_rows(LogEntry),
-        "chart": _chart(now),
+        "charts": [_chart(now, HOUR), _chart(now, DAY)],
+        "liveness": _liveness(now),
         "latency": _latency(since),
         "dlq_size": DlqEntry.objects.count(),
         "failing": _failing(since),

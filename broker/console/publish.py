@@ -22,6 +22,19 @@ PERMISSION = "broker.publish_message"
 METHODS = ["POST", "GET", "PUT", "PATCH", "DELETE"]
 
 
+def header_lines(text: str) -> dict[str, str]:
+    """``Name: value`` lines, as typed in a form; a blank line is skipped."""
+    headers: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise forms.ValidationError(f'line {number}: expected "Name: value"')
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 class PublishForm(forms.Form):
     destination = forms.CharField(
         help_text="A URL, or the name of a URL group",
@@ -43,15 +56,7 @@ class PublishForm(forms.Form):
     retries = forms.IntegerField(required=False, min_value=0)
 
     def clean_headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for number, line in enumerate(self.cleaned_data["headers"].splitlines(), 1):
-            if not line.strip():
-                continue
-            name, colon, value = line.partition(":")
-            if not colon or not name.strip():
-                raise forms.ValidationError(f'line {number}: expected "Name: value"')
-            headers[name.strip()] = value.strip()
-        return headers
+        return header_lines(self.cleaned_data["headers"])
 
     def publish_request(self, caller_ip: str) -> PublishRequest:
         data = self.cleaned_data

@@ -22,6 +22,8 @@ OPERATOR_PERMISSIONS = [
     ("broker", "retry_dlqentry"),
     ("broker", "delete_dlqentry"),
     ("broker", "pause_queue"),
+    # Setting a queue's parallelism (the console's queue form; migration 0005).
+    ("broker", "change_queue"),
     ("broker", "manage_flowcontrolkey"),
     ("broker", "pause_schedule"),
     ("broker", "delete_schedule"),

@@ -5,12 +5,14 @@ Every change that may let a key admit more wakes it at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from django.db import transaction
 
 from broker.errors import ApplicationError
 from broker.models import FlowControlKey
+from broker.publish_options import parse_flow_control_value
 from broker.services.gates import keys_wake
 from broker.wakeup import notify_due_at
 
@@ -40,6 +42,21 @@ def flow_key_resume(*, key: str, now: datetime) -> None:
     row = _get_for_update(key)
     FlowControlKey.objects.filter(pk=row.pk).update(paused=False, updated_at=now)
     _wake(key, now)
+
+
+def flow_pin_values(query: Mapping[str, str]) -> tuple[int | None, int | None, int | None]:
+    """``parallelism``, ``rate``, ``period`` of a pin (``POST .../pin?...`` or the console's
+    form), read with the ``Upstash-Flow-Control-Value`` header's own rules (a bare period
+    is in seconds). Raises ApplicationError naming the part at fault."""
+    given = {name: query[name] for name in ("parallelism", "rate", "period") if name in query}
+    if not given:
+        raise ApplicationError("invalid pin: give at least one of parallelism, rate, period")
+    if (period := given.get("period")) is not None and period.isdigit():
+        given["period"] = f"{period}s"
+    try:
+        return parse_flow_control_value(", ".join(f"{k}={v}" for k, v in given.items()))
+    except ApplicationError as exc:
+        raise ApplicationError(exc.message.replace("Upstash-Flow-Control-Value", "pin")) from exc
 
 
 @transaction.atomic

@@ -62,7 +62,8 @@ class Attempt:
 
 @dataclass
 class _Writes:
-    delivered: list[tuple[int, datetime, int]] = field(default_factory=list)  # pk, when, status
+    # pk, when, status, the attempt's duration in ms
+    delivered: list[tuple[int, datetime, int, int]] = field(default_factory=list)
     changed: list[Message] = field(default_factory=list)
     logs: list[LogEntry] = field(default_factory=list)
     dead: list[DlqEntry] = field(default_factory=list)
@@ -113,7 +114,7 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
         )
     if outcome.state == Message.State.DELIVERED:
         assert result.status is not None
-        writes.delivered.append((message.pk, now, result.status))
+        writes.delivered.append((message.pk, now, result.status, result.duration_ms))
         return
     error = result.error or f"destination answered {result.status}"
     body = result.body if result.status is not None else None
@@ -136,6 +137,7 @@ def _apply(attempt: Attempt, writes: _Writes) -> None:
         response_status=result.status,
         response_header=result.headers or None,
         response_body=body,
+        duration_ms=result.duration_ms,
     )
     if outcome.state == Message.State.RETRY:
         row.state = Message.State.RETRY
@@ -171,26 +173,34 @@ WITH done AS (
     UPDATE broker_message m
     SET state = 'DELIVERED', due_at = NULL, claim_token = NULL, flow_slot = false,
         finished_at = %(now)s, updated_at = %(now)s, last_response_status = d.status
-    FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(statuses)s::integer[])
-        AS d(id, at, status)
+    FROM unnest(%(ids)s::bigint[], %(times)s::timestamptz[], %(statuses)s::integer[],
+                %(durations)s::integer[])
+        AS d(id, at, status, duration_ms)
     WHERE m.id = d.id
-    RETURNING m.id, d.at, d.status
+    RETURNING m.id, d.at, d.status, d.duration_ms
 )
-INSERT INTO broker_logentry (message_id, state, time, error, response_status)
-SELECT id, 'DELIVERED', at, '', status FROM done
+INSERT INTO broker_logentry (message_id, state, time, error, response_status, duration_ms)
+SELECT id, 'DELIVERED', at, '', status, duration_ms FROM done
 """
 
 
-def _delivered_write(delivered: list[tuple[int, datetime, int]], now: datetime) -> None:
+def _delivered_write(delivered: list[tuple[int, datetime, int, int]], now: datetime) -> None:
     if connection.vendor == "postgresql":
-        ids, times, statuses = (list(column) for column in zip(*delivered, strict=True))
+        ids, times, statuses, durations = (list(c) for c in zip(*delivered, strict=True))
         with connection.cursor() as cursor:
             cursor.execute(
-                _DELIVERED_SQL, {"now": now, "ids": ids, "times": times, "statuses": statuses}
+                _DELIVERED_SQL,
+                {
+                    "now": now,
+                    "ids": ids,
+                    "times": times,
+                    "statuses": statuses,
+                    "durations": durations,
+                },
             )
         return
     by_status: dict[int, list[int]] = defaultdict(list)
-    for pk, _, status in delivered:
+    for pk, _, status, _ in delivered:
         by_status[status].append(pk)
     for status, pks in by_status.items():
         Message.objects.filter(pk__in=pks).update(
@@ -204,8 +214,14 @@ def _delivered_write(delivered: list[tuple[int, datetime, int]], now: datetime) 
         )
     log_entries_insert(
         [
-            LogEntry(message_id=pk, state=LogEntry.State.DELIVERED, time=at, response_status=status)
-            for pk, at, status in delivered
+            LogEntry(
+                message_id=pk,
+                state=LogEntry.State.DELIVERED,
+                time=at,
+                response_status=status,
+                duration_ms=duration_ms,
+            )
+            for pk, at, status, duration_ms in delivered
         ]
     )
 

@@ -27,6 +27,13 @@ def queue_name_check(name: object, *, field: str = "queueName") -> str:
     return name
 
 
+def queue_parallelism_check(parallelism: object) -> int:
+    """A queue's parallelism as the API and the console take it: an integer of at least 1."""
+    if isinstance(parallelism, bool) or not isinstance(parallelism, int) or parallelism < 1:
+        raise ApplicationError(f"invalid parallelism: {parallelism!r}, use an integer >= 1")
+    return parallelism
+
+
 def _wake(queue: Queue, now: datetime) -> None:
     queues_wake([queue.name], at=now)
     notify_due_at(now)

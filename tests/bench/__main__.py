@@ -41,10 +41,12 @@ Then the store section (``store.py``): reads, filters and publish on a grown sto
 BENCH_GROWN_MESSAGES (default 10,000,000) against an empty one, and deliveries while
 BENCH_PRUNE_EXPIRED (default 1,000,000) expired messages are pruned. BENCH_ONLY=store
 runs it alone; BENCH_STORE=0 skips it; BENCH_STORE_BUDGET_SECONDS bounds it;
-BENCH_STORE_STEPS (reads,publish,drain,prune; also partition, the partitioned-log
+BENCH_STORE_STEPS (reads,publish,drain,prune,console; also partition, the partitioned-log
 experiment, with BENCH_PARTITION_ROWS) picks its parts; BENCH_GROW_LIMIT_SECONDS (1800)
 bounds growing the store and adding the expired rows (BENCH_PRUNE_EXPIRED=5000000 takes
-minutes).
+minutes). Its console step times the console's pages on a store of BENCH_CONSOLE_MESSAGES
+(default 1,000,000) against an empty one (``console.py``); BENCH_ONLY=console runs that
+step alone.
 """
 
 from __future__ import annotations
@@ -61,7 +63,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.bench import baseline_celery, gates, load, pipeline, procs, schedules, store
+from tests.bench import (
+    baseline_celery,
+    console,
+    gates,
+    load,
+    pipeline,
+    procs,
+    schedules,
+    store,
+)
 from tests.bench.infra import (
     BASELINE_REDIS_DB,
     BENCH_DB,
@@ -684,9 +695,11 @@ def main() -> int:
     BENCH_ONLY=store runs the store section alone, BENCH_ONLY=publish the publish stage
     alone; BENCH_STORE=0 skips the store section.
     """
-    if ONLY not in ("", "store", "publish", "delivery"):
-        print(f"BENCH_ONLY={ONLY!r}: use store, publish or delivery", file=sys.stderr)
+    if ONLY not in ("", "store", "publish", "delivery", "console"):
+        print(f"BENCH_ONLY={ONLY!r}: use store, publish, delivery or console", file=sys.stderr)
         return 2
+    if ONLY == "console":
+        return main_store(console_only=True)
     code = 0 if ONLY == "store" else main_pipeline()
     if (
         code == 0
@@ -697,7 +710,7 @@ def main() -> int:
     return code
 
 
-def main_store() -> int:
+def main_store(*, console_only: bool = False) -> int:
     procs.install_cleanup()
     deadline = Deadline(STORE_BUDGET_SECONDS)
     workdir = Path(tempfile.mkdtemp(prefix="qstash-bench-store-"))
@@ -705,7 +718,10 @@ def main_store() -> int:
     started = time.monotonic()
     failed = True
     try:
-        code = store.run(env, workdir, deadline)
+        if console_only:
+            code = console.main_console(env, workdir, deadline)
+        else:
+            code = store.run(env, workdir, deadline)
         failed = code != 0
         return code
     except KeyboardInterrupt:

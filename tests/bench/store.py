@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from tests.bench import load, partition, procs
+from tests.bench import console, load, partition, procs
 from tests.bench.infra import (
     PRODUCT_REDIS_DB,
     QUEUE,
@@ -66,7 +66,9 @@ PRUNE_EXPIRED = int(os.environ.get("BENCH_PRUNE_EXPIRED", "1000000"))
 GROW_LIMIT = float(os.environ.get("BENCH_GROW_LIMIT_SECONDS", "1800"))
 # Which parts of the section run (comma-separated): reads, publish, drain, prune. The
 # grown store is built (or reused) whatever the selection.
-STEPS = set(os.environ.get("BENCH_STORE_STEPS", "reads,publish,drain,prune").split(","))
+STEPS = set(
+    os.environ.get("BENCH_STORE_STEPS", "reads,publish,drain,prune,console").split(",")
+)
 PUBLISH_SECONDS = float(os.environ.get("BENCH_STORE_PUBLISH_SECONDS", "5"))
 LATENCY_COUNT = 300
 LATENCY_GAP = 0.02
@@ -557,6 +559,10 @@ def run(env: Env, work: Path, deadline: Deadline) -> int:
             reads(env, EMPTY_DB, deadline),
             reads(env, SMALL_DB, deadline),
         )
+    if "console" in STEPS:
+        log("store: console pages")
+        console_rows, _ = console.run(env, work, deadline)
+        rows += ["", "console pages (tests/bench/console.py)", *console_rows]
     print()
     print("=" * 100)
     print("STORE AT SCALE")

@@ -253,3 +253,71 @@ def test_schedules_page_shows_cron_in_words_and_acts(
     )
     assert res.status_code == 302
     assert client_sdk.schedule.get(sid).paused is True
+
+
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_dashboard_shows_the_real_worker_processes_and_clock_alive(
+    live: str, services: Any, admin_client: Client
+) -> None:
+    from broker.models import Heartbeat
+
+    worker_pid, clock_pid = services.worker.proc.pid, services.clock.proc.pid
+
+    def reported() -> list[Heartbeat] | None:
+        beats = list(Heartbeat.objects.all())
+        kinds = [b.kind for b in beats]
+        # The session's worker runs two prefork children; each reports for itself.
+        return beats if kinds.count("worker") == 2 and "clock" in kinds else None
+
+    # The tables were emptied before this test: both report again within a beat or two.
+    beats = wait_until(reported, what="a worker and the clock reporting in", timeout=20)
+    clocks = [b for b in beats if b.kind == "clock"]
+    workers = [b for b in beats if b.kind == "worker"]
+    assert [b.pid for b in clocks] == [clock_pid]
+    assert workers and all(_parent_pid(b.pid) == worker_pid for b in workers)
+    assert all(b.detail.get("slots") for b in workers)
+
+    text = admin_client.get("/admin/").content.decode()
+    live_table = text.split('id="dash-liveness"', 1)[1].split("</table>", 1)[0]
+    assert f":{clock_pid}</code>" in live_table
+    assert 'class="stale"' not in live_table
+    assert live_table.count('class="alive"') == len(beats) == 3
+
+    # A beat a moment later moves seen_at on: the rows are kept fresh, not written once.
+    first = max(b.seen_at for b in clocks)
+    wait_until(
+        lambda: Heartbeat.objects.filter(kind="clock", seen_at__gt=first).exists(),
+        what="the clock's next beat",
+        timeout=20,
+    )
+
+
+def test_timeline_shows_how_long_each_attempt_took(
+    client_sdk: Any, admin_client: Client, receiver: Destination
+) -> None:
+    receiver.script("/slow", Reply(status=500, delay=0.3), Reply(status=200, delay=0.15))
+    res = client_sdk.message.publish(
+        url=receiver.url("/slow"), body="x", retries=1, retry_delay="0"
+    )
+    wait_until(
+        lambda: Message.objects.get(message_id=res.message_id).state == Message.State.DELIVERED,
+        what="DELIVERED after a retry",
+        timeout=30,
+    )
+    message = Message.objects.get(message_id=res.message_id)
+    took: dict[str, int] = {
+        state: int(ms or 0)
+        for state, ms in LogEntry.objects.filter(
+            message=message, duration_ms__isnull=False
+        ).values_list("state", "duration_ms")
+    }
+    assert set(took) == {"ERROR", "DELIVERED"}
+    assert 300 <= took["ERROR"] < 3000 and 150 <= took["DELIVERED"] < 3000
+    text = admin_client.get(f"/admin/broker/message/{message.pk}/change/").content.decode()
+    timeline = text.split("console-timeline", 1)[1].split("</table>", 1)[0]
+    assert f"{took['ERROR']} ms" in timeline and f"{took['DELIVERED']} ms" in timeline

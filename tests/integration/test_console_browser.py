@@ -152,6 +152,7 @@ def test_a_viewer_sees_every_page_styled_and_cannot_act(
         "/admin/broker/message/",
         f"/admin/broker/message/{entry.message_id}/change/",
         "/admin/broker/logentry/",
+        f"/admin/broker/logentry/?state=ERROR&messageId={entry.message.message_id}",
         "/admin/broker/dlqentry/",
         "/admin/broker/queue/",
         "/admin/broker/flowcontrolkey/",
@@ -177,9 +178,31 @@ def test_a_viewer_sees_every_page_styled_and_cannot_act(
         str(entry.pk),
     )
     assert status in (200, 302)
+    # The same with overrides, and a parallelism change, posted to the forms directly.
+    queue_pk = Queue.objects.get(name="viewer-q").pk
+    statuses = browser.execute_script(
+        """
+        const token = document.querySelector('[name=csrfmiddlewaretoken]')?.value
+            || document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).slice(10);
+        const post = async (url, fields) => (await fetch(url, {method: 'POST',
+            body: new URLSearchParams({...fields, csrfmiddlewaretoken: token})})).status;
+        return [
+            await post('/admin/broker/dlqentry/retry-with-overrides/?ids=' + arguments[0],
+                       {retries: '0'}),
+            await post('/admin/broker/queue/' + arguments[1] + '/parallelism/',
+                       {parallelism: '7'}),
+        ];
+        """,
+        str(entry.pk),
+        str(queue_pk),
+    )
+    assert statuses == [403, 403]
     time.sleep(0.5)
     assert DlqEntry.objects.filter(pk=entry.pk).exists(), "a viewer retried a DLQ entry"
     assert Queue.objects.get(name="viewer-q").paused is False
+    assert Queue.objects.get(name="viewer-q").parallelism == 1
+    browser.get(f"{live}/admin/broker/dlqentry/{entry.pk}/change/")
+    assert not browser.find_elements(By.CSS_SELECTOR, "a.console-tool")
 
 
 def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
@@ -195,6 +218,7 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
     assert_styled(browser, "message detail")
     timeline = browser.find_element(By.CSS_SELECTOR, "table.console-timeline").text
     assert "ERROR" in timeline and "500" in timeline and "FAILED" in timeline
+    assert " ms" in timeline  # each attempt's duration
     shoot(browser, "message-timeline")
 
     browser.get(f"{live}/admin/broker/dlqentry/")
@@ -239,8 +263,77 @@ def test_an_operator_retries_a_dlq_entry_and_pauses_a_queue(
 
     browser.get(f"{live}/admin/")
     assert_styled(browser, "dashboard")
-    assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart polyline.series")
+    assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart-hour polyline.series")
     assert "/operator-dlq" in browser.find_element(By.ID, "dash-failing").text
+    shoot(browser, "dashboard")
+
+
+def test_an_operator_retries_with_overrides_and_sets_a_queues_parallelism(
+    browser: Any, live: str, client_sdk: Any, receiver: Destination
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    entry = dead_letter(client_sdk, receiver, "/override-dlq")
+    receiver.script("/override-dlq", Reply(status=200))
+    log_in(browser, live, user(OPERATOR))
+
+    browser.get(f"{live}/admin/broker/logentry/?state=ERROR")
+    assert_styled(browser, "log page")
+    assert entry.message.message_id in browser.page_source
+    shoot(browser, "logs")
+
+    browser.get(f"{live}/admin/broker/dlqentry/{entry.pk}/change/")
+    browser.find_element(By.CSS_SELECTOR, "a.console-tool[href*='retry-with-overrides']").click()
+    assert_styled(browser, "retry with overrides")
+    # A bad override first: the API's refusal on the form, and nothing retried.
+    browser.find_element(By.ID, "id_delay").send_keys("soon")
+    browser.find_element(By.ID, "console-submit").click()
+    error = wait_until(
+        lambda: browser.find_elements(By.ID, "console-form-error"), what="the API's refusal"
+    )
+    assert "delay" in error[0].text.lower(), error[0].text
+    assert DlqEntry.objects.filter(pk=entry.pk).exists()
+    browser.find_element(By.ID, "id_delay").clear()
+    browser.find_element(By.ID, "id_retries").send_keys("0")
+    browser.find_element(By.ID, "id_headers").send_keys("Upstash-Forward-X-Override: yes")
+    shoot(browser, "dlq-retry-overrides")
+    browser.find_element(By.ID, "console-submit").click()
+    wait_until(lambda: "with overrides" in browser.page_source, what="retried")
+    made = Message.objects.exclude(pk=entry.message_id).get(url=receiver.url("/override-dlq"))
+    assert made.max_retries == 0
+    assert browser.current_url.endswith(f"/admin/broker/message/{made.pk}/change/")
+    got = wait_until(
+        lambda: [
+            r
+            for r in receiver.received("/override-dlq")
+            if r.headers.get("Upstash-Message-Id") == made.message_id
+        ],
+        what="the retried message at the destination",
+    )
+    assert got[0].headers["X-Override"] == "yes" and got[0].body == b"to retry"
+    assert not DlqEntry.objects.filter(pk=entry.pk).exists()
+
+    client_sdk.queue.upsert("wide-q", parallelism=1)
+    queue = Queue.objects.get(name="wide-q")
+    browser.get(f"{live}/admin/broker/queue/")
+    browser.find_element(
+        By.CSS_SELECTOR, f"a.console-tool[href$='/queue/{queue.pk}/parallelism/']"
+    ).click()
+    field = browser.find_element(By.ID, "id_parallelism")
+    field.clear()
+    field.send_keys("3")
+    shoot(browser, "queue-parallelism")
+    browser.find_element(By.ID, "console-submit").click()
+    wait_until(lambda: "parallelism 3" in browser.page_source, what="saved")
+    assert Queue.objects.get(pk=queue.pk).parallelism == 3
+    assert client_sdk.queue.get("wide-q").parallelism == 3
+
+    browser.get(f"{live}/admin/")
+    wait_until(
+        lambda: "alive" in browser.find_element(By.ID, "dash-liveness").text or browser.refresh(),
+        what="a process shown alive",
+    )
+    assert browser.find_elements(By.CSS_SELECTOR, "#dash-chart-day polyline.series")
     shoot(browser, "dashboard")
 
 

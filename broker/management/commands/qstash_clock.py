@@ -55,6 +55,23 @@ def fire_schedules(stop: threading.Event) -> None:
     connection.close()
 
 
+class Beats:
+    """The clock's heartbeat: at most one upsert every few seconds, from its main loop."""
+
+    def __init__(self) -> None:
+        self.started_at = timezone.now()
+        self.next_at = 0.0
+
+    def maybe_beat(self, *, now: Any, interval: float) -> None:
+        from broker.services.heartbeats import BEAT_SECONDS, heartbeat_beat, heartbeats_forget
+
+        if time.monotonic() < self.next_at:
+            return
+        self.next_at = time.monotonic() + BEAT_SECONDS
+        heartbeat_beat(kind="clock", started_at=self.started_at, now=now, detail={})
+        heartbeats_forget(now=now)
+
+
 class Command(BaseCommand):
     help = "Run the clock: sweep for due messages every second; prune old rows on a thread."
 
@@ -81,6 +98,7 @@ class Command(BaseCommand):
         )
         triggers.start()
         logger.info("clock started: sweep every %ss", interval)
+        beats = Beats()
         while not stop.is_set():
             started = time.monotonic()
             wait = interval
@@ -91,6 +109,7 @@ class Command(BaseCommand):
                 delivery_sweep(now=swept_at)
                 # Measured from now: the sleep ends at the next due time itself.
                 wait = next_due_in(after=swept_at, limit=interval)
+                beats.maybe_beat(now=swept_at, interval=interval)
             except Exception:
                 # A database or broker outage must not kill the clock; it retries next tick.
                 logger.exception("clock tick failed")

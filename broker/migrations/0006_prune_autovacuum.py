@@ -40,7 +40,7 @@ def autovacuum_reset(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("broker", "0004_console_roles"),
+        ("broker", "0005_console_liveness_durations"),
     ]
 
     operations = [
