@@ -66,9 +66,7 @@ PRUNE_EXPIRED = int(os.environ.get("BENCH_PRUNE_EXPIRED", "1000000"))
 GROW_LIMIT = float(os.environ.get("BENCH_GROW_LIMIT_SECONDS", "1800"))
 # Which parts of the section run (comma-separated): reads, publish, drain, prune. The
 # grown store is built (or reused) whatever the selection.
-STEPS = set(
-    os.environ.get("BENCH_STORE_STEPS", "reads,publish,drain,prune,console").split(",")
-)
+STEPS = set(os.environ.get("BENCH_STORE_STEPS", "reads,publish,drain,prune,console").split(","))
 PUBLISH_SECONDS = float(os.environ.get("BENCH_STORE_PUBLISH_SECONDS", "5"))
 LATENCY_COUNT = 300
 LATENCY_GAP = 0.02
