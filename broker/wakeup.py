@@ -27,6 +27,8 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 
+from broker.side_connections import side_connection_params
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "qstash_due"
@@ -135,12 +137,7 @@ class Notifier:
             self._pending.extend(payloads)
             if self._pid != os.getpid():  # first use, or first use after a fork
                 self._pid = os.getpid()
-                # Django's connection parameters (TLS options, test database name and
-                # prepare_threshold included), read in the request's thread, less
-                # Django's client-side binding cursor: the statement is prepared.
-                self._params = dict(connection.get_connection_params())
-                self._params.pop("cursor_factory", None)
-                self._params["application_name"] = "qstash-notifier"
+                self._params = side_connection_params("qstash-notifier")
                 threading.Thread(target=self._run, name="qstash-notifier", daemon=True).start()
         self._event.set()
 

@@ -31,10 +31,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
 
 from broker.errors import NotStored
 from broker.models import Message, Payload
+from broker.side_connections import side_connection_params
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ class GroupCommitter:
             self._jobs.append(job)
             if self._pid != os.getpid():  # first use, or first use after a fork
                 self._pid = os.getpid()
-                self._params = dict(connection.get_connection_params())
-                # psycopg's own cursor binds on the server, so the statement is prepared.
-                self._params.pop("cursor_factory", None)
-                self._params["application_name"] = "qstash-group-commit"
+                self._params = side_connection_params("qstash-group-commit")
                 threading.Thread(target=self._run, name="qstash-group-commit", daemon=True).start()
         self._event.set()
         if not job.done.wait(WAIT_SECONDS):
